@@ -1,0 +1,1 @@
+"""Attacks return data (or a loss function) and the indices they touched."""

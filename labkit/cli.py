@@ -1,0 +1,214 @@
+"""`labkit` command line: info · data list|download NAME · run · sweep · bench · cache clear.
+
+Bad input exits with status 2 and one line naming the valid values — never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+
+from labkit.errors import LabkitError
+
+
+def _pairs(items: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise LabkitError(f"{flag} takes key=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _parse_values(name: str, raw: dict[str, str]) -> dict:
+    from labkit import experiments
+
+    params = experiments.get(name).params
+    out = {}
+    for key, text in raw.items():
+        if key not in params:
+            raise LabkitError(f"unknown key {key!r} for experiment {name!r}; valid keys: {', '.join(params)}")
+        out[key] = params[key].parse(key, text)
+    return out
+
+
+def _print(result: dict, as_json: bool, summary: tuple[str, ...]) -> None:
+    from labkit import experiments
+
+    public = experiments.public(result)
+    if as_json:
+        print(json.dumps(public, indent=2, sort_keys=True))
+        return
+    for key in summary or [k for k, v in public.items() if isinstance(v, (int, float, str))]:
+        value = public.get(key)
+        print(f"{key:32s} {value:.4f}" if isinstance(value, float) else f"{key:32s} {value}")
+
+
+def cmd_info(args) -> None:
+    import torch
+
+    from labkit import __version__, bench, compat, config, data, experiments, paths
+
+    prof = config.profile()
+    info = {
+        "labkit": __version__, "torch": torch.__version__, "profile": prof.name, "device": str(config.device()),
+        "data_dir": str(paths.data_dir()), "cache_dir": str(paths.cache_dir()),
+        "datasets": {name: data.is_present(name) for name in data.DATASETS},
+        "experiments": experiments.names(), "benchmarks": bench.names(),
+        "sizes": {k: v for k, v in vars(prof).items() if k != "name"},
+        "torchvision_guard_applied": compat.guard_was_needed(),
+    }
+    if args.json:
+        print(json.dumps(info, indent=2, default=list))
+        return
+    for key, value in info.items():
+        print(f"{key:28s} {value}")
+
+
+def cmd_data(args) -> None:
+    from labkit import data, paths
+
+    if args.action == "list":
+        for name, info in data.DATASETS.items():
+            state = "bundled" if info.offline else ("present" if data.is_present(name) else "missing")
+            print(f"{name:14s} {state:8s} {info.description}")
+        print(f"data directory: {paths.data_dir()}")
+        return
+    if not args.name:
+        raise LabkitError(f"data download needs a dataset name; choose one of {', '.join(data.DATASETS)}")
+    print(f"{args.name} ready in {data.download(args.name)}")
+
+
+def cmd_run(args) -> None:
+    from labkit import experiments
+
+    values = _parse_values(args.experiment, _pairs(args.set, "--set"))
+    result = experiments.run(args.experiment, use_cache=not args.no_cache, **values)
+    _print(result, args.json, experiments.get(args.experiment).summary)
+
+
+def _sweep_worker(job):
+    name, cfg, threads = job
+    import torch
+
+    from labkit import experiments
+
+    torch.set_num_threads(threads)
+    return experiments.public(experiments.run(name, **cfg))
+
+
+def cmd_sweep(args) -> None:
+    from labkit import experiments
+
+    experiment = experiments.get(args.experiment)
+    fixed = _parse_values(args.experiment, _pairs(args.set, "--set"))
+    grid_text = _pairs(args.grid, "--grid")
+    if not grid_text:
+        raise LabkitError("sweep needs at least one --grid key=v1,v2,...")
+    grid = {key: [_parse_values(args.experiment, {key: v})[key] for v in values.split(",")]
+            for key, values in grid_text.items()}
+    configs = [{**fixed, **cfg} for cfg in experiments.grid_configs(grid)]
+    for cfg in configs:
+        experiment.resolve(cfg)  # every bad value is reported before any work starts
+    if args.jobs < 1:
+        raise LabkitError(f"--jobs must be an int >= 1, got {args.jobs}")
+    if args.jobs == 1:
+        results = [experiments.public(experiments.run(args.experiment, **cfg)) for cfg in configs]
+    else:
+        import multiprocessing
+
+        threads = max(1, (os.cpu_count() or 1) // args.jobs)
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(_sweep_worker, [(args.experiment, cfg, threads) for cfg in configs]))
+    if args.json:
+        print(json.dumps(results, indent=2, sort_keys=True))
+        return
+    keys = list(grid) + list(experiment.summary)
+    print("  ".join(f"{k:>18s}" for k in keys))
+    for result in results:
+        row = [result["config"].get(k) if k in grid else result.get(k) for k in keys]
+        print("  ".join(f"{v:>18.4f}" if isinstance(v, float) else f"{str(v):>18s}" for v in row))
+
+
+def cmd_bench(args) -> None:
+    from labkit import bench
+
+    results = bench.run(args.names or None)
+    if args.json:
+        print(json.dumps(results, indent=2, sort_keys=True))
+        return
+    for name, values in results.items():
+        print(f"[{name}]")
+        for key, value in values.items():
+            print(f"  {key:36s} {value:.4g}" if isinstance(value, float) else f"  {key:36s} {value}")
+
+
+def cmd_cache(args) -> None:
+    from labkit import cache
+
+    print(f"removed {cache.clear(args.profile)} cached results")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="labkit", description="The poisoning & backdoor lab's command line.")
+    top.add_argument("--profile", choices=("ci", "lab", "paper"), help="override LABKIT_PROFILE")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("info", help="versions, profile, directories, datasets, experiments")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_info)
+
+    p = sub.add_parser("data", help="list datasets or download one")
+    p.add_argument("action", choices=("list", "download"))
+    p.add_argument("name", nargs="?")
+    p.set_defaults(fn=cmd_data)
+
+    p = sub.add_parser("run", help="run one experiment (cached)")
+    p.add_argument("experiment")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--no-cache", action="store_true", help="recompute even when a cached result exists")
+    p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser("sweep", help="run an experiment over a grid of values")
+    p.add_argument("experiment")
+    p.add_argument("--grid", nargs="+", default=[], metavar="KEY=V1,V2,...")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--jobs", type=int, default=1, help="parallel processes")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_sweep)
+
+    p = sub.add_parser("bench", help="benchmarks (ratios against same-run baselines)")
+    p.add_argument("names", nargs="*")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_bench)
+
+    p = sub.add_parser("cache", help="manage cached results")
+    p.add_argument("action", choices=("clear",))
+    p.add_argument("--profile", dest="cache_profile", choices=("ci", "lab", "paper"))
+    p.set_defaults(fn=lambda a: cmd_cache(argparse.Namespace(profile=a.cache_profile)))
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.profile:
+            from labkit import config
+
+            config.use_profile(args.profile)
+        args.fn(args)
+    except LabkitError as error:
+        print(f"labkit: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("labkit: interrupted (cached results so far are intact)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

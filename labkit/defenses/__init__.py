@@ -1,0 +1,1 @@
+"""Defenses take a model or data and return a model, a filter or a score."""

@@ -1,0 +1,188 @@
+"""The experiment registry: name → pure function of a config → result dict, cached on disk.
+
+Each paper's module in this package registers its experiments with `@register(...)`
+(and its benchmark with `labkit.bench.benchmark`); modules are discovered automatically.
+`run(name, **config)` validates the config (one-line errors naming the valid range),
+fills defaults, and returns the cached result or computes and caches it.
+"""
+from __future__ import annotations
+
+import importlib
+import itertools
+import math
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from labkit import cache
+from labkit.errors import LabkitError
+from labkit.train import progress_kwargs
+
+
+@dataclass(frozen=True)
+class Param:
+    """One knob: its default, type, allowed range or choices, and a one-line help."""
+
+    default: Any
+    kind: type = float
+    low: float | None = None  # inclusive unless low_open
+    high: float | None = None  # inclusive unless high_open
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple | None = None
+    help: str = ""
+    optional: bool = False  # None allowed (e.g. "use the profile's size")
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            return "one of " + ", ".join(str(c) for c in self.choices)
+        if self.kind is bool:
+            return "true or false"
+        if self.low is None and self.high is None:
+            return f"a{'n' if self.kind is int else ''} {self.kind.__name__}"
+        left = "(" if self.low_open else "["
+        right = ")" if self.high_open else "]"
+        low = "-inf" if self.low is None else f"{self.low:g}"
+        high = "inf" if self.high is None else f"{self.high:g}"
+        return f"a{'n' if self.kind is int else ''} {self.kind.__name__} in {left}{low}, {high}{right}"
+
+    def parse(self, name: str, text: str):
+        """Value from command-line text."""
+        if self.optional and text.strip().lower() in ("none", "null", ""):
+            return None
+        if self.kind is bool:
+            lowered = text.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise LabkitError(f"{name} must be {self.describe()}, got {text!r}")
+        try:
+            return self.kind(text) if self.kind is not int else int(float(text)) if float(text).is_integer() else int(text)
+        except ValueError:
+            raise LabkitError(f"{name} must be {self.describe()}, got {text!r}") from None
+
+    def check(self, name: str, value):
+        """`value` coerced to the param's type, or a LabkitError naming the valid range."""
+        if value is None and (self.optional or self.default is None):
+            return None
+        if isinstance(value, str) and self.kind is not str:
+            value = self.parse(name, value)
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise LabkitError(f"{name} must be {self.describe()}, got {value!r}")
+        elif self.kind in (int, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise LabkitError(f"{name} must be {self.describe()}, got {value!r}")
+            if self.kind is int and not float(value).is_integer():
+                raise LabkitError(f"{name} must be {self.describe()}, got {value!r}")
+            value = self.kind(value)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise LabkitError(f"{name} must be {self.describe()}, got {value!r}")
+            below = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+            above = self.high is not None and (value >= self.high if self.high_open else value > self.high)
+            if below or above:
+                raise LabkitError(f"{name} must be {self.describe()}, got {value:g}")
+        else:
+            value = self.kind(value)
+        if self.choices is not None and value not in self.choices:
+            raise LabkitError(f"{name} must be {self.describe()}, got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    fn: Callable[..., dict]
+    params: dict[str, Param]
+    summary: tuple[str, ...]  # result keys the CLI prints
+    doc: str = ""
+    checks: tuple[Callable[[dict], None], ...] = field(default_factory=tuple)
+
+    def resolve(self, overrides: dict) -> dict:
+        """The full, validated config: defaults overridden by `overrides`."""
+        unknown = sorted(set(overrides) - set(self.params))
+        if unknown:
+            raise LabkitError(f"unknown key {unknown[0]!r} for experiment {self.name!r}; "
+                              f"valid keys: {', '.join(self.params)}")
+        cfg = {key: param.check(key, overrides.get(key, param.default)) for key, param in self.params.items()}
+        for check in self.checks:
+            check(cfg)
+        return cfg
+
+
+_REGISTRY: dict[str, Experiment] = {}
+_discovered = False
+
+
+def register(name: str, params: dict[str, Param], summary: tuple[str, ...] = (),
+             checks: tuple[Callable[[dict], None], ...] = ()):
+    """Decorator: register `fn(**config) -> dict` as experiment `name`."""
+    def wrap(fn):
+        _REGISTRY[name] = Experiment(name, fn, dict(params), tuple(summary), (fn.__doc__ or "").strip(), tuple(checks))
+        return fn
+    return wrap
+
+
+def discover() -> None:
+    """Import every module of this package once (each registers its experiments)."""
+    global _discovered
+    if not _discovered:
+        for module in pkgutil.iter_modules(__path__):
+            importlib.import_module(f"{__name__}.{module.name}")
+        _discovered = True
+
+
+def names() -> list[str]:
+    discover()
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> Experiment:
+    discover()
+    if name not in _REGISTRY:
+        raise LabkitError(f"unknown experiment {name!r}; choose one of {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def run(name: str, *, use_cache: bool = True, **overrides) -> dict:
+    """The result dict of experiment `name` with `overrides`, from the cache when possible."""
+    experiment = get(name)
+    cfg = experiment.resolve(overrides)
+    result = cache.memoize(name, cfg, lambda: experiment.fn(**cfg), enabled=use_cache)
+    return {**result, "config": cfg}
+
+
+def grid_configs(grid: dict[str, list]) -> list[dict]:
+    """Every combination of the grid's values, in order."""
+    keys = list(grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def sweep(name: str, grid: dict[str, list], *, progress: bool = True, **fixed) -> list[dict]:
+    """`run` over every combination of `grid` (with `fixed` settings); results in grid order."""
+    configs = grid_configs(grid)
+    get(name).resolve({**fixed, **configs[0]}) if configs else None  # fail fast on a bad key
+    return [run(name, **fixed, **cfg) for cfg in tqdm(configs, desc=f"sweep {name}", leave=False, **progress_kwargs(progress))]
+
+
+def public(result: dict) -> dict:
+    """The JSON-able part of a result (numbers, strings, lists and dicts of them); tensors dropped."""
+    def convert(value):
+        if isinstance(value, torch.Tensor):
+            return value.tolist() if value.numel() <= 64 and value.ndim <= 1 else None
+        if isinstance(value, dict):
+            out = {k: convert(v) for k, v in value.items()}
+            return {k: v for k, v in out.items() if v is not None}
+        if isinstance(value, (list, tuple)):
+            items = [convert(v) for v in value]
+            return None if any(v is None for v in items) else items
+        if isinstance(value, float) and not math.isfinite(value):
+            return None if math.isnan(value) else str(value)
+        if isinstance(value, (bool, int, float, str)) or value is None:
+            return value
+        return None
+    return {k: v for k, v in convert(result).items() if v is not None}

@@ -1,0 +1,148 @@
+"""Models: a small CNN (digits / MNIST), the thesis' 3-group ResNet (CIFAR-10, section 7.1),
+and a linear model. `norm="group"` swaps BatchNorm for GroupNorm (Opacus rejects BatchNorm).
+
+Every model maps (N, C, H, W) images in [0, 1] to (N, num_classes) logits and exposes
+`embed(x)`: the penultimate-layer activations (N, D) that defenses inspect.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from labkit.errors import LabkitError
+
+NORMS = ("none", "batch", "group")
+
+
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    """BatchNorm, GroupNorm (groups of up to 8 channels' worth, at most 8 groups) or identity."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(min(8, channels), channels)
+    if kind == "none":
+        return nn.Identity()
+    raise LabkitError(f"unknown norm {kind!r}; choose one of {', '.join(NORMS)}")
+
+
+class SmallCNN(nn.Module):
+    """conv(w) → pool → conv(2w) → pool → fc(hidden) → fc(classes); 3x3 kernels, ReLU.
+
+    `conv2` is the last convolutional layer (fine-pruning), `fc1` the penultimate layer.
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 16,
+                 width: int = 32, hidden: int = 128, norm: str = "none"):
+        super().__init__()
+        if image_size % 4:
+            raise LabkitError(f"SmallCNN needs an image size divisible by 4, got {image_size}")
+        self.conv1 = nn.Conv2d(in_channels, width, 3, padding=1)
+        self.norm1 = norm_layer(norm, width)
+        self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1)
+        self.norm2 = norm_layer(norm, 2 * width)
+        self.pool = nn.MaxPool2d(2)
+        self.fc1 = nn.Linear(2 * width * (image_size // 4) ** 2, hidden)
+        self.fc2 = nn.Linear(hidden, num_classes)
+
+    def conv_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Activations of the last conv layer after ReLU, before pooling: (N, 2w, H/2, W/2)."""
+        x = self.pool(torch.relu(self.norm1(self.conv1(x))))
+        return torch.relu(self.norm2(self.conv2(x)))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.fc1(self.pool(self.conv_features(x)).flatten(1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.embed(x))
+
+
+class ResidualUnit(nn.Module):
+    """Pre-activation residual unit (norm → ReLU → conv, twice), as in the thesis' ResNet."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, norm: str):
+        super().__init__()
+        self.norm1 = norm_layer(norm, in_channels)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+        self.norm2 = norm_layer(norm, out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.shortcut = (nn.Identity() if stride == 1 and in_channels == out_channels
+                         else nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(torch.relu(self.norm1(x)))
+        out = self.conv2(torch.relu(self.norm2(out)))
+        return out + self.shortcut(x)
+
+
+class ResNet(nn.Module):
+    """The thesis' ResNet (section 7.1): a 16-filter stem, then three groups of 16, 32 and 64
+    filters with `units` residual units each (5 in the thesis), global average pooling, linear."""
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, widths=(16, 32, 64),
+                 units: int = 5, norm: str = "batch"):
+        super().__init__()
+        self.stem = nn.Conv2d(in_channels, 16, 3, padding=1, bias=False)
+        layers, channels = [], 16
+        for group, width in enumerate(widths):
+            for unit in range(units):
+                layers.append(ResidualUnit(channels, width, 2 if group > 0 and unit == 0 else 1, norm))
+                channels = width
+        self.groups = nn.Sequential(*layers)
+        self.final_norm = norm_layer(norm, channels)
+        self.fc = nn.Linear(channels, num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.final_norm(self.groups(self.stem(x))))
+        return x.mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.embed(x))
+
+
+class LinearModel(nn.Module):
+    """Flatten → linear: (N, C, H, W) → (N, num_classes)."""
+
+    def __init__(self, in_features: int, num_classes: int = 10):
+        super().__init__()
+        self.fc = nn.Linear(in_features, num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.embed(x))
+
+
+ARCHITECTURES = ("small-cnn", "resnet", "linear")
+
+
+def build(arch: str, image_shape: tuple[int, int, int], num_classes: int, norm: str = "none",
+          seed: int | None = None) -> nn.Module:
+    """A freshly initialised model for images of `image_shape` (C, H, W); `seed` fixes the init."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    channels, height, _ = image_shape
+    if arch == "small-cnn":
+        return SmallCNN(channels, num_classes, height, norm=norm)
+    if arch == "resnet":
+        return ResNet(channels, num_classes, norm="batch" if norm == "none" else norm)
+    if arch == "linear":
+        return LinearModel(channels * height * height, num_classes)
+    raise LabkitError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+
+
+def default_arch(dataset: str) -> str:
+    """The small CNN for digit-like data, the thesis' ResNet for colour images."""
+    return "resnet" if dataset in ("cifar10", "gtsrb") else "small-cnn"
+
+
+def spec(model_arch: str, image_shape, num_classes: int, norm: str = "none") -> dict:
+    """What `rebuild` needs, as plain JSON-able values (stored beside cached weights)."""
+    return {"arch": model_arch, "image_shape": list(image_shape), "num_classes": int(num_classes), "norm": norm}
+
+
+def rebuild(model_spec: dict, state: dict) -> nn.Module:
+    """A model from `spec(...)` and a state dict (e.g. from a cached experiment result), in eval mode."""
+    model = build(model_spec["arch"], tuple(model_spec["image_shape"]), model_spec["num_classes"], model_spec["norm"])
+    model.load_state_dict(state)
+    return model.eval()

@@ -1,0 +1,114 @@
+"""One training loop (tqdm.auto progress, optional crop+flip augmentation, CUDA when the
+profile allows, deterministic on CPU) and batched evaluation helpers.
+
+Images are (N, C, H, W) float in [0, 1]; labels (N,) int64.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from labkit import config
+from labkit.seed import generator, seed_everything
+
+EVAL_BATCH = 1024
+
+
+def progress_kwargs(progress: bool) -> dict:
+    """tqdm keyword arguments: off when `progress` is False; otherwise tqdm decides (TQDM_DISABLE=1 hides bars)."""
+    return {} if progress else {"disable": True}
+
+
+def augmenter(image_size: int, padding: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Random crop (zero padding, default image_size/8) + horizontal flip, per image, via torchvision."""
+    from labkit.compat import import_torchvision
+
+    v2 = import_torchvision().transforms.v2
+    pad = max(1, image_size // 8) if padding is None else padding
+    per_image = v2.Compose([v2.RandomCrop(image_size, padding=pad), v2.RandomHorizontalFlip()])
+    return lambda batch: torch.stack([per_image(image) for image in batch])
+
+
+def make_optimizer(model: nn.Module, kind: str, lr: float, weight_decay: float = 0.0):
+    params = [p for p in model.parameters() if p.requires_grad]
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if kind == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {kind!r}; choose adam or sgd")
+
+
+def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batch_size: int = 64,
+          lr: float = 3e-3, optimizer: str = "adam", weight_decay: float = 0.0, augment: bool = False,
+          seed: int = 0, device: torch.device | None = None,
+          eval_sets: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+          track: Callable[[nn.Module, int], dict] | None = None,
+          progress: bool = True, desc: str = "train") -> list[dict]:
+    """Train `model` in place with mini-batch `optimizer`; return one dict per epoch.
+
+    Each dict holds `epoch`, `loss` (mean training loss), and `<name>_accuracy` for each
+    of `eval_sets`, plus whatever `track(model, epoch)` returns (e.g. per-group losses).
+    """
+    seed_everything(seed)
+    device = device or config.device()
+    model.to(device)
+    opt = make_optimizer(model, optimizer, lr, weight_decay)
+    augment_fn = augmenter(x.shape[-1]) if augment else None
+    order_gen = generator(seed)
+    history = []
+    bar = tqdm(range(1, epochs + 1), desc=desc, leave=False, **progress_kwargs(progress))
+    for epoch in bar:
+        model.train()
+        total, count = 0.0, 0
+        for idx in torch.randperm(len(y), generator=order_gen).split(batch_size):
+            xb, yb = x[idx], y[idx]
+            if augment_fn is not None:
+                xb = augment_fn(xb)
+            xb, yb = xb.to(device), yb.to(device)
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+            count += len(idx)
+        row = {"epoch": epoch, "loss": total / count}
+        for name, (xe, ye) in (eval_sets or {}).items():
+            row[f"{name}_accuracy"] = accuracy(model, xe, ye)
+        if track is not None:
+            row.update(track(model, epoch))
+        history.append(row)
+        bar.set_postfix(loss=f"{row['loss']:.3f}")
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def logits(model: nn.Module, x: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+    """(N, classes) logits on CPU, computed in eval mode in batches on the model's device."""
+    model.eval()
+    device = next(model.parameters()).device
+    return torch.cat([model(xb.to(device)).cpu() for xb in x.split(batch_size)]) if len(x) else torch.empty(0)
+
+
+def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """(N,) predicted labels."""
+    return logits(model, x).argmax(dim=1)
+
+
+def predict_proba(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """(N, classes) softmax probabilities."""
+    return logits(model, x).softmax(dim=1)
+
+
+def per_sample_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(N,) cross-entropy of each sample."""
+    return F.cross_entropy(logits(model, x), y, reduction="none")
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Fraction of `x` classified as `y`."""
+    return float((predict(model, x) == y).float().mean()) if len(y) else float("nan")
