@@ -1,4 +1,6 @@
-"""Plot helpers: call `setup()` once; every helper takes an `ax` and returns it.
+"""Plot helpers shared by every notebook: call `setup()` once; every helper takes an `ax` and returns it.
+
+A paper's own figures live in `labkit/plots/<paper>.py` beside this file.
 
 Rates are fractions in [0, 1] and are drawn as percentages.
 """
