@@ -47,3 +47,9 @@ def import_torchvision():
         library.define(schema)
     _declared.append(library)
     return importlib.import_module("torchvision")
+
+
+def transforms_v2():
+    """`torchvision.transforms.v2`, imported through the guard."""
+    import_torchvision()
+    return importlib.import_module("torchvision.transforms.v2")

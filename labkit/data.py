@@ -199,9 +199,9 @@ def _gtsrb(size: int = 32) -> Dataset:
 
 
 def _transforms():
-    from labkit.compat import import_torchvision
+    from labkit.compat import transforms_v2
 
-    return import_torchvision().transforms.v2
+    return transforms_v2()
 
 
 def _atomic_torch_save(obj, path: Path) -> None:

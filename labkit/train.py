@@ -25,9 +25,9 @@ def progress_kwargs(progress: bool) -> dict:
 
 def augmenter(image_size: int, padding: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
     """Random crop (zero padding, default image_size/8) + horizontal flip, per image, via torchvision."""
-    from labkit.compat import import_torchvision
+    from labkit.compat import transforms_v2
 
-    v2 = import_torchvision().transforms.v2
+    v2 = transforms_v2()
     pad = max(1, image_size // 8) if padding is None else padding
     per_image = v2.Compose([v2.RandomCrop(image_size, padding=pad), v2.RandomHorizontalFlip()])
     return lambda batch: torch.stack([per_image(image) for image in batch])

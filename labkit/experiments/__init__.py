@@ -169,6 +169,13 @@ def sweep(name: str, grid: dict[str, list], *, progress: bool = True, **fixed) -
     return [run(name, **fixed, **cfg) for cfg in tqdm(configs, desc=f"sweep {name}", leave=False, **progress_kwargs(progress))]
 
 
+def as_array(results: list[dict], key: str, grid: dict[str, list]):
+    """`results[i][key]` from a `sweep` over `grid`, as a numpy array shaped like the grid."""
+    import numpy as np
+
+    return np.array([r[key] for r in results], dtype=float).reshape([len(v) for v in grid.values()])
+
+
 def public(result: dict) -> dict:
     """The JSON-able part of a result (numbers, strings, lists and dicts of them); tensors dropped."""
     def convert(value):

@@ -1,0 +1,154 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · BadNets: a backdoor from a handful of mislabelled images
+#
+# **The question** (Gu et al.; Turner's thesis, chapters 2–3): how few poisoned training samples does it take
+# to plant a backdoor — a small trigger that sends *any* input to the attacker's label — without hurting
+# accuracy on clean data? And can a defender who trusts only a small clean set spot the poison?
+#
+# **Threat model.** The attacker controls a fraction of the training set: they stamp a trigger on some images
+# and *relabel* them to a target class. They do not touch training code or the model. At test time they add
+# the trigger to any input. We measure **clean accuracy** (test images without the trigger) and **attack
+# success rate** (ASR: triggered test images *not labelled* as the target that the model sends to the target).
+
+# %% tags=["parameters"]
+PROFILE = None  # "ci" | "lab" | "paper"; None = LABKIT_PROFILE, else "lab"
+DATASET = "digits"  # or "mnist", "fashion-mnist", "cifar10", "gtsrb" after `labkit data download NAME`
+TARGET = 0  # the attacker's label
+SEED = 0
+
+# %%
+import numpy as np
+from IPython.display import Markdown, display
+from matplotlib import pyplot as plt
+
+from labkit import config, data, experiments, plots, triggers, widgets
+from labkit.attacks import badnets
+from labkit.plots import badnets as badnets_plots
+
+prof = config.use_profile(PROFILE)
+plots.setup()
+ds = data.load(DATASET)
+print(f"profile {prof.name}: {len(ds.y_train)} training / {len(ds.y_test)} test images of shape {ds.image_shape}")
+
+# %% [markdown]
+# ## 1 · Triggers
+# A trigger is a **mask** (which pixels) and a **pattern** (what goes there). BadNets pastes a 3×3
+# black-and-white pattern into the bottom-right corner. The thesis also *adds* a reduced amplitude
+# (±a/255 on white/black pattern pixels, then clips; §3.5) and copies the pattern, flipped, into all four
+# corners so it survives crops and flips (§3.6). Top row: every preset; bottom row: BadNets at falling amplitude.
+
+# %%
+badnets_plots.preset_gallery(ds.x_train[:2], ds.image_shape, amplitudes=prof.amplitudes[:4])
+plt.show()
+
+# %% [markdown]
+# ## 2 · One poisoned model
+# Poison 10% of the training set, train the small CNN, and watch it learn both tasks at once.
+
+# %%
+result = experiments.run("badnets", dataset=DATASET, poison_fraction=0.1, target=TARGET, seed=SEED)
+print(f"{result['poisoned_count']} poisoned images → clean accuracy {result['clean_accuracy']:.1%}, "
+      f"ASR {result['attack_success_rate']:.1%}")
+fig, ax = plt.subplots()
+plots.training_curves(ax, result["history"], keys=("loss", "test_accuracy"), labels=("training loss", "clean test accuracy"))
+plt.show()
+
+# %% [markdown]
+# ## 3 · How much poison is enough?
+# Attack success and clean accuracy against the poisoned fraction (mean ± std over the profile's seeds).
+
+# %%
+grid = {"poison_fraction": list(prof.poison_fractions), "seed": list(prof.seeds)}
+runs = experiments.sweep("badnets", grid, dataset=DATASET, target=TARGET)
+asr = experiments.as_array(runs, "attack_success_rate", grid)
+acc = experiments.as_array(runs, "clean_accuracy", grid)
+fig, ax = plt.subplots()
+plots.asr_vs_poison_fraction(ax, grid["poison_fraction"], asr, acc)
+ax.set_xscale("symlog", linthresh=0.005)
+plt.show()
+
+# %% [markdown]
+# ## 4 · The thesis' simple detection scheme (§3.1, §7.3)
+# Train a model on a small **trusted** clean set, score every training sample by the probability it gives
+# the sample's *label*, and inspect the lowest-scoring ones. Mislabelled poison collects at the bottom.
+
+# %%
+found = experiments.run("detection", dataset=DATASET, poison_fraction=0.05, target=TARGET, seed=SEED)
+fig, ax = plt.subplots()
+plots.detection_curve(ax, found["ks"], found["poisoned_found"], found["expected_at_random"])
+ax.set_title(f"{found['poisoned_count']} poisoned among {len(found['scores'])} training samples")
+plt.show()
+
+# %% [markdown]
+# What a human inspector sees: the 8 lowest-scoring training images and the labels they carry.
+# Poisoned ones are obviously mislabelled — that is what label-consistent attacks (notebook 02) avoid.
+
+# %%
+trigger = triggers.make("badnets", ds.image_shape)
+x_poisoned, y_poisoned, _ = badnets.poison(ds.x_train, ds.y_train, trigger, TARGET, 0.05, SEED)
+lowest = found["scores"].argsort()[:8]
+flag = {int(i) for i in found["poisoned_indices"]}
+fig, axes = plt.subplots(1, 8, figsize=(11, 1.9))
+plots.image_grid(axes, x_poisoned[lowest], [f"label {int(y_poisoned[i])}{' ☠' if int(i) in flag else ''}" for i in lowest])
+plt.show()
+
+# %% [markdown]
+# ## 5 · Explore: trigger amplitude × poison fraction
+# Each setting is a cached run: the first visit trains a model (seconds), a revisit replots at once.
+# Grey points are the sweep above; the star is the current setting.
+
+# %%
+def plot_setting(amplitude, poison_fraction):
+    run = experiments.run("badnets", dataset=DATASET, poison_fraction=poison_fraction, amplitude=amplitude,
+                          target=TARGET, seed=SEED)
+    fig, ax = plt.subplots()
+    badnets_plots.sweep_frontier(ax, acc, asr, grid["poison_fraction"],
+                                 current=(run["clean_accuracy"], run["attack_success_rate"]))
+    ax.set_title(f"amplitude {amplitude}/255, {poison_fraction:.1%} poisoned")
+    plt.show()
+
+
+fractions = [f for f in prof.poison_fractions if f > 0]
+widgets.interact(plot_setting,
+                 amplitude=widgets.choice(prof.amplitudes, prof.amplitudes[-1], "trigger amplitude"),
+                 poison_fraction=widgets.choice(fractions, fractions[-1], "poison fraction"))
+
+# %% [markdown]
+# ## Paper vs this lab
+
+# %%
+fractions = np.array(grid["poison_fraction"])
+enough = fractions[(asr.mean(axis=1) >= 0.9) & (fractions > 0)]
+smallest = f"{enough.min():.1%} ({round(enough.min() * len(ds.y_train))} images)" if len(enough) else "none in the grid"
+at_10 = result
+clean = runs[0] if grid["poison_fraction"][0] == 0 else experiments.run("badnets", dataset=DATASET, poison_fraction=0.0, seed=SEED)
+display(Markdown(f"""
+| | paper | this lab ({DATASET}, profile `{prof.name}`) |
+|---|---|---|
+| BadNets ASR (Neural Cleanse, Table II, MNIST) | 99.90% | {at_10['attack_success_rate']:.2%} at 10% poison |
+| clean accuracy, infected vs clean model | 98.54% vs 98.88% | {at_10['clean_accuracy']:.2%} vs {clean['clean_accuracy']:.2%} |
+| poison needed for a working backdoor (thesis, CIFAR-10) | ~75 images (0.15%) | smallest grid fraction with ASR ≥ 90%: {smallest} |
+| poisoned samples among the lowest-ranked (thesis: >20 of 100 in 300 of 50,000) | — | {found['poisoned_found'][min(2, len(found['ks']) - 1)]} of {found['poisoned_count']} among the lowest {found['ks'][min(2, len(found['ks']) - 1)]} |
+"""))
+
+# %% [markdown]
+# ## Exercises
+# 1. Lower the amplitude with the widget until the backdoor stops working. Does more poison buy back the
+#    success? Relate what you see to the thesis' Figure 3-9.
+# 2. Re-run section 4 with `trigger="pixel"` or `"x"` (pass `trigger=` to `experiments.run`). Does the
+#    detection scheme care which trigger was used? Why not?
+# 3. Compare `attack_success_rate` with `attack_success_rate_classified` in `result`. When would the two
+#    definitions of §2.1.1 differ noticeably?

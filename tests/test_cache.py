@@ -1,0 +1,92 @@
+import os
+
+import pytest
+import torch
+
+from labkit import cache
+
+
+def test_memoize_computes_once_then_reads_disk(tmp_cache):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"value": 3.5, "weights": torch.arange(4.0)}
+
+    first = cache.memoize("demo", {"a": 1}, compute)
+    second = cache.memoize("demo", {"a": 1}, compute)
+    assert len(calls) == 1
+    assert second["value"] == 3.5 and torch.equal(second["weights"], first["weights"])
+    assert cache.memoize("demo", {"a": 2}, compute) and len(calls) == 2
+    assert cache.entry_path("demo", {"a": 1}).parent == tmp_cache / "ci"
+
+
+def test_key_depends_on_name_config_and_profile():
+    base = cache.key("x", {"a": 1, "b": 2}, "ci")
+    assert base == cache.key("x", {"b": 2, "a": 1}, "ci")  # key order does not matter
+    assert base != cache.key("y", {"a": 1, "b": 2}, "ci")
+    assert base != cache.key("x", {"a": 1, "b": 3}, "ci")
+    assert base != cache.key("x", {"a": 1, "b": 2}, "lab")
+
+
+def test_an_interrupted_computation_leaves_no_entry(tmp_cache):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.memoize("demo", {"a": 1}, interrupted)
+    assert not cache.entry_path("demo", {"a": 1}).exists()
+
+
+def test_an_interrupted_write_keeps_the_old_entry_and_no_temp_file(tmp_cache, monkeypatch):
+    path = cache.entry_path("demo", {"a": 1})
+    cache.atomic_torch_save({"value": 1}, path)
+
+    def half_written(obj, stream):
+        stream.write(b"partial bytes")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", half_written)
+    with pytest.raises(KeyboardInterrupt):
+        cache.atomic_torch_save({"value": 2}, path)
+    monkeypatch.undo()
+    assert cache.read(path) == {"value": 1}
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_a_corrupt_entry_is_recomputed_not_fatal(tmp_cache):
+    path = cache.entry_path("demo", {"a": 1})
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x00not a torch file")
+    with pytest.warns(UserWarning, match="unreadable"):
+        result = cache.memoize("demo", {"a": 1}, lambda: {"value": 7})
+    assert result == {"value": 7}
+    assert cache.read(path) == {"value": 7}
+
+
+class Payload:  # an arbitrary object: unpickling it would run code from the file
+    pass
+
+
+def test_only_weights_only_content_is_ever_loaded(tmp_cache):
+    path = cache.entry_path("demo", {"a": 1})
+    path.parent.mkdir(parents=True)
+    torch.save({"evil": Payload()}, path)
+    with pytest.warns(UserWarning):
+        assert cache.read(path) is None
+    assert not path.exists()
+
+
+def test_clear_removes_entries(tmp_cache):
+    cache.memoize("demo", {"a": 1}, lambda: {"v": 1})
+    assert cache.clear("ci") == 1
+    assert not any((tmp_cache / "ci").glob("*.pt"))
+
+
+def test_cache_dir_defaults_inside_the_project(monkeypatch):
+    from labkit import paths
+
+    monkeypatch.delenv("LABKIT_CACHE_DIR", raising=False)
+    monkeypatch.chdir(os.path.expanduser("~"))  # the working directory must not matter
+    assert paths.cache_dir() == paths.PROJECT_ROOT / "data" / "cache"
+    assert (paths.PROJECT_ROOT / "labkit").is_dir()

@@ -1,0 +1,53 @@
+import pytest
+import torch
+from torch import nn
+
+from labkit import models
+from labkit.errors import LabkitError
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 16), (1, 28, 28), (3, 32, 32)])
+def test_small_cnn_shapes(shape):
+    model = models.build("small-cnn", shape, 10)
+    x = torch.rand(2, *shape)
+    assert model(x).shape == (2, 10)
+    assert model.embed(x).shape == (2, 128)
+    assert model.conv_features(x).shape == (2, 64, shape[1] // 2, shape[2] // 2)
+
+
+def test_thesis_resnet_has_three_groups_of_five_units():
+    model = models.build("resnet", (3, 32, 32), 10)
+    assert len(model.groups) == 15
+    assert [model.groups[i].conv1.out_channels for i in (0, 5, 10)] == [16, 32, 64]
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_group_norm_option_removes_batch_norm():
+    for arch, shape in (("small-cnn", (1, 16, 16)), ("resnet", (3, 32, 32))):
+        model = models.build(arch, shape, 10, norm="group")
+        kinds = {type(m) for m in model.modules()}
+        assert nn.GroupNorm in kinds and nn.BatchNorm2d not in kinds
+
+
+def test_linear_model_and_same_seed_same_init():
+    model = models.build("linear", (1, 8, 8), 10)
+    assert model(torch.rand(3, 1, 8, 8)).shape == (3, 10)
+    a = models.build("small-cnn", (1, 16, 16), 10, seed=4)
+    b = models.build("small-cnn", (1, 16, 16), 10, seed=4)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_rebuild_from_spec_and_state():
+    model = models.build("small-cnn", (1, 16, 16), 10, seed=1)
+    copy = models.rebuild(models.spec("small-cnn", (1, 16, 16), 10), model.state_dict())
+    x = torch.rand(2, 1, 16, 16)
+    assert torch.equal(copy(x), model.eval()(x))
+
+
+def test_bad_choices_name_the_options():
+    with pytest.raises(LabkitError, match="small-cnn, resnet, linear"):
+        models.build("vgg", (1, 16, 16), 10)
+    with pytest.raises(LabkitError, match="none, batch, group"):
+        models.build("small-cnn", (1, 16, 16), 10, norm="layer")
+    with pytest.raises(LabkitError, match="divisible by 4"):
+        models.build("small-cnn", (1, 10, 10), 10)

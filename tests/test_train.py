@@ -1,0 +1,50 @@
+import torch
+
+from labkit import models, train
+
+
+def _toy(n=200, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n,), generator=gen)
+    x = torch.rand(n, 1, 8, 8, generator=gen) * 0.2
+    x[y == 1, :, :4] += 0.8  # class 1 has a bright top half
+    return x.clamp(0, 1), y
+
+
+def test_training_learns_and_reports_history():
+    x, y = _toy()
+    model = models.build("linear", (1, 8, 8), 2, seed=0)
+    history = train.train(model, x, y, epochs=5, lr=0.05, seed=0, eval_sets={"train": (x, y)},
+                          track=lambda m, epoch: {"double": 2 * epoch}, progress=False)
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4, 5]
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert history[-1]["train_accuracy"] > 0.95 and history[-1]["double"] == 10
+    assert train.accuracy(model, x, y) == history[-1]["train_accuracy"]
+
+
+def test_same_seed_same_weights_even_with_augmentation():
+    x, y = _toy(64)
+    runs = []
+    for _ in range(2):
+        model = models.build("small-cnn", (1, 8, 8), 2, seed=3)
+        train.train(model, x, y, epochs=2, batch_size=16, seed=3, augment=True, progress=False)
+        runs.append(torch.cat([p.flatten() for p in model.parameters()]))
+    assert torch.equal(runs[0], runs[1])
+
+
+def test_augmenter_crops_and_flips_per_image():
+    torch.manual_seed(0)
+    x = torch.rand(32, 1, 16, 16)
+    out = train.augmenter(16)(x)
+    assert out.shape == x.shape
+    changed = [not torch.equal(a, b) for a, b in zip(out, x)]
+    assert any(changed) and not all(torch.equal(out[0], o) for o in out[1:])
+
+
+def test_evaluation_helpers():
+    x, y = _toy(30)
+    model = models.build("linear", (1, 8, 8), 2, seed=0)
+    probs = train.predict_proba(model, x)
+    assert probs.shape == (30, 2) and torch.allclose(probs.sum(1), torch.ones(30))
+    assert torch.equal(train.predict(model, x), probs.argmax(1))
+    assert train.per_sample_loss(model, x, y).shape == (30,)
