@@ -1,0 +1,165 @@
+"""Neural Cleanse: MAD index, the λ schedule, batched vs per-label optimisation, mitigations, acceptance."""
+import math
+
+import pytest
+import torch
+
+from labkit.defenses import neural_cleanse as nc
+from labkit.errors import LabkitError
+
+
+# --- outlier test -------------------------------------------------------------------------------
+
+def test_mad_index_on_hand_made_norms():
+    norms = torch.tensor([10.0, 11.0, 9.0, 12.0, 8.0, 10.0, 2.0])
+    out = nc.detect(norms)
+    # median 10; |deviations| = 0 1 1 2 2 0 8 → MAD = 1 → scaled 1.4826
+    assert out["anomaly_index"][6] == pytest.approx(8 / 1.4826)
+    assert out["anomaly_index"][3] == pytest.approx(2 / 1.4826)
+    assert out["flagged_labels"] == [6]
+    assert out["suspect_label"] == 6 and out["suspect_index"] == pytest.approx(8 / 1.4826)
+
+
+def test_only_small_outliers_are_flagged():
+    norms = torch.tensor([10.0, 11.0, 9.0, 12.0, 8.0, 10.0, 30.0])  # a large outlier is not a backdoor
+    out = nc.detect(norms)
+    assert out["anomaly_index"][6] > 2
+    assert out["flagged_labels"] == []
+
+
+# --- λ schedule -------------------------------------------------------------------------------
+
+def run_schedule(successes, l1s=None, state=None):
+    state = state or nc.ScheduleState()
+    costs, improved = [], []
+    for i, ok in enumerate(successes):
+        l1 = l1s[i] if l1s is not None else 10.0 - 0.01 * i
+        state, better = nc.schedule_step(state, 1.0 if ok else 0.5, l1)
+        costs.append(state.cost)
+        improved.append(better)
+    return state, costs, improved
+
+
+def test_schedule_sets_raises_and_lowers_lambda():
+    # 4 successes: still 0; the 5th sets 1e-3; it counts as the first of the next 5 → ×2 after 4 more
+    state, costs, _ = run_schedule([True] * 9)
+    assert costs[:4] == [0.0] * 4
+    assert costs[4] == pytest.approx(1e-3)
+    assert costs[5:8] == [pytest.approx(1e-3)] * 3
+    assert costs[8] == pytest.approx(2e-3)
+    assert state.moved_up and not state.moved_down
+    # 5 failures: ÷ 2^1.5
+    state, costs, _ = run_schedule([False] * 5, state=state)
+    assert costs[:4] == [pytest.approx(2e-3)] * 4
+    assert costs[4] == pytest.approx(2e-3 / 2 ** 1.5)
+    assert state.moved_down
+    # a failure resets the success streak
+    state, costs, _ = run_schedule([True] * 4 + [False] + [True] * 4, state=state)
+    assert costs[-1] == pytest.approx(2e-3 / 2 ** 1.5)
+
+
+def test_failing_at_zero_cost_keeps_zero():
+    state, costs, improved = run_schedule([False] * 12)
+    assert costs == [0.0] * 12 and not any(improved) and state.best == math.inf
+
+
+def test_schedule_keeps_smallest_successful_norm_and_stops_early():
+    # success with shrinking l1 for 9 epochs, then 5 failures (λ moved both ways), then no improvement
+    l1s = [9.0 - i for i in range(9)] + [0.5] * 5 + [5.0] * 40
+    successes = [True] * 9 + [False] * 5 + [True] * 40
+    state = nc.ScheduleState()
+    stopped_at = None
+    for i, (ok, l1) in enumerate(zip(successes, l1s)):
+        state, better = nc.schedule_step(state, 1.0 if ok else 0.5, l1)
+        if i < 9:
+            assert better  # each successful epoch with a smaller norm is the new best
+        if 9 <= i < 14:
+            assert not better  # failing epochs never count, however small the mask
+        if state.stopped:
+            stopped_at = i
+            break
+    assert state.best == pytest.approx(1.0)
+    # the best last improved at epoch 8: 25 epochs without improvement → stops at epoch 33
+    assert stopped_at == 8 + 25
+
+
+def test_no_early_stop_before_lambda_moved_both_ways():
+    state, _, _ = run_schedule([True] * 60, l1s=[1.0] * 60)
+    assert not state.stopped and state.moved_up and not state.moved_down
+
+
+# --- optimiser ----------------------------------------------------------------------------------
+
+class TinyNet(torch.nn.Module):
+    """A fixed random conv net on 1×6×6 images, 4 classes."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.fc1 = torch.nn.Linear(4 * 36, 16)
+        self.fc2 = torch.nn.Linear(16, 4)
+
+    def embed(self, x):
+        return torch.relu(self.fc1(torch.relu(self.conv(x)).flatten(1)))
+
+    def forward(self, x):
+        return self.fc2(self.embed(x))
+
+
+def tiny_problem():
+    torch.manual_seed(0)
+    model = TinyNet().eval()
+    x = torch.rand(24, 1, 6, 6, generator=torch.Generator().manual_seed(1))
+    return model, x
+
+
+def test_batched_and_per_label_give_the_same_masks():
+    model, x = tiny_problem()
+    kwargs = dict(epochs=30, batch_size=8, seed=3, progress=False, device=torch.device("cpu"))
+    batched = nc.reverse_engineer(model, x, 4, mode="batched", **kwargs)
+    looped = nc.reverse_engineer(model, x, 4, mode="per-label", **kwargs)
+    assert batched["masks"].shape == (4, 6, 6) and batched["patterns"].shape == (4, 1, 6, 6)
+    assert torch.allclose(batched["masks"], looped["masks"], atol=1e-4)
+    assert torch.allclose(batched["patterns"], looped["patterns"], atol=1e-4)
+    assert torch.allclose(batched["l1_norms"], looped["l1_norms"], atol=1e-3)
+    assert torch.equal(batched["epochs_run"], looped["epochs_run"])
+    # a different seed starts elsewhere
+    other = nc.reverse_engineer(model, x, 4, mode="batched", **{**kwargs, "seed": 4})
+    assert not torch.allclose(batched["masks"], other["masks"], atol=1e-3)
+
+
+def test_masks_and_patterns_stay_in_unit_range_and_model_is_untouched():
+    model, x = tiny_problem()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    out = nc.reverse_engineer(model, x, 4, labels=[1, 2], epochs=10, batch_size=8, progress=False)
+    assert out["labels"] == [1, 2] and out["masks"].shape == (2, 6, 6)
+    for t in (out["masks"], out["patterns"]):
+        assert float(t.min()) >= 0 and float(t.max()) <= 1
+    assert out["trace"]["cost"].shape == (10, 2)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_stamp_is_the_reference_blend():
+    x = torch.rand(3, 2, 4, 4)
+    masks = torch.zeros(2, 4, 4)
+    masks[1, 0, 0] = 1.0
+    patterns = torch.ones(2, 2, 4, 4) * 0.25
+    out = nc.stamp(x, masks, patterns)
+    assert out.shape == (2, 3, 2, 4, 4)
+    assert torch.equal(out[0], x)
+    assert torch.allclose(out[1, :, :, 0, 0], torch.full((3, 2), 0.25))
+    assert torch.equal(out[1, :, :, 1:, :], x[:, :, 1:, :])
+
+
+def test_tanh_parameterisation_round_trips():
+    values = torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0])
+    assert torch.allclose(nc.to_unit(nc.from_unit(values)), values, atol=1e-5)
+
+
+def test_bad_arguments_raise_one_line_errors():
+    model, x = tiny_problem()
+    with pytest.raises(LabkitError, match="mode"):
+        nc.reverse_engineer(model, x, 4, mode="fast")
+    with pytest.raises(LabkitError, match="labels"):
+        nc.reverse_engineer(model, x, 4, labels=[7])
