@@ -1,0 +1,224 @@
+"""Label-consistent backdoors (Turner et al.; thesis chapters 3, 4 and 7).
+
+Only training images of the *target* class are touched and their labels are kept. Each
+attack makes the chosen images harder to classify from their own features, then stamps the
+trigger: `poison(x, y, target, fraction, seed, trigger, perturb)` → (x', y, indices).
+
+Perturbations (`perturb(x_chosen) -> x_hard`, all images (N, C, H, W) on the 0–1 pixel scale):
+- none: the label-consistent baseline (thesis 3.2, trigger only);
+- `pgd(...)`: ℓ2 / ℓ∞ projected gradient ascent on a frozen surrogate's loss (3.3.2, 7.5);
+- `pixel_interpolation`: x' = (1 − τ)·x + τ·z towards another class's image z (4.5);
+- `gaussian_noise`: x + N(0, σ²) (4.4);
+- latent interpolation lives in `labkit.attacks.latent` (3.3.1, 7.4).
+
+Units. The thesis states ε on the 0–255 pixel scale for 32×32×3 images (ℓ2: 300/600/1200,
+ℓ∞: 8/16/32). `scale_epsilon` turns that into the 0–1 scale of *these* images honestly:
+ℓ∞ bounds each pixel, so it is only divided by 255; an ℓ2 ball of radius ε over d = 3072 values
+allows a root-mean-square change of ε/√3072 per value, so for d values the radius becomes
+ε/255·√(d/3072) (same RMS change per pixel). For 16×16×1 digits √(256/3072) ≈ 0.289: thesis
+ℓ2 ε = 300 → 0.340 on the 0–1 scale.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from labkit.errors import LabkitError
+from labkit.seed import generator
+from labkit.triggers import Trigger
+
+NORMS = ("l2", "linf")
+REFERENCE_DIM = 32 * 32 * 3  # the thesis' CIFAR-10 images
+PGD_BATCH = 256
+
+
+def scale_epsilon(epsilon: float, norm: str, image_shape) -> float:
+    """Thesis ε (0–255 scale, 32×32×3) → radius on the 0–1 scale for images of `image_shape` (C, H, W)."""
+    check_norm(norm)
+    if epsilon < 0:
+        raise LabkitError(f"epsilon must be >= 0 (0–255 pixel scale), got {epsilon}")
+    if norm == "linf":
+        return epsilon / 255.0
+    return epsilon / 255.0 * math.sqrt(math.prod(image_shape) / REFERENCE_DIM)
+
+
+def check_norm(norm: str) -> None:
+    if norm not in NORMS:
+        raise LabkitError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
+
+
+def project(delta: torch.Tensor, norm: str, epsilon: float) -> torch.Tensor:
+    """Euclidean projection of each perturbation in `delta` (N, ...) onto the ε-ball of `norm`."""
+    check_norm(norm)
+    if norm == "linf":
+        return delta.clamp(-epsilon, epsilon)
+    norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
+    factor = (epsilon / norms).clamp(max=1.0)
+    return delta * factor.view(-1, *([1] * (delta.dim() - 1)))
+
+
+def _ascent_direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
+    """Steepest-ascent direction of unit `norm`: sign(g) for ℓ∞, g/‖g‖₂ for ℓ2."""
+    if norm == "linf":
+        return grad.sign()
+    norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
+    return grad / norms.view(-1, *([1] * (grad.dim() - 1)))
+
+
+def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str, epsilon: float, steps: int = 10,
+        step_size: float | None = None, random_start: bool = False, seed: int = 0) -> torch.Tensor:
+    """x_adv ≈ argmax_{‖x' − x‖ ≤ ε, x' ∈ [0, 1]} CE(model(x'), y) by projected gradient ascent.
+
+    `x` (N, C, H, W) on the 0–1 scale; `epsilon` on the same scale (see `scale_epsilon`);
+    `step_size` defaults to 2.5·ε/steps (Madry et al.). The model is only read, never updated.
+    Each step projects onto the ε-ball, then clips to [0, 1]; clipping only shrinks every
+    coordinate of the perturbation, so the result stays inside both sets.
+    """
+    check_norm(norm)
+    if epsilon == 0 or steps == 0:
+        return x.clone()
+    alpha = step_size if step_size is not None else 2.5 * epsilon / steps
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    gen = generator(seed)
+    out = []
+    for xb, yb in zip(x.split(PGD_BATCH), y.split(PGD_BATCH)):
+        xb, yb = xb.to(device), yb.to(device)
+        delta = torch.zeros_like(xb)
+        if random_start:
+            start = torch.rand(xb.shape, generator=gen).to(device) * 2 - 1
+            delta = project(start * epsilon, norm, epsilon)
+            delta = (xb + delta).clamp(0, 1) - xb
+        for _ in range(steps):
+            delta.requires_grad_(True)
+            loss = F.cross_entropy(model(xb + delta), yb, reduction="sum")
+            (grad,) = torch.autograd.grad(loss, delta)
+            with torch.no_grad():
+                delta = project(delta + alpha * _ascent_direction(grad, norm), norm, epsilon)
+                delta = (xb + delta).clamp(0, 1) - xb
+        out.append((xb + delta).detach().cpu())
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def adversarial_train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str, epsilon: float,
+                      epochs: int, steps: int = 3, batch_size: int = 64, lr: float = 3e-3, seed: int = 0,
+                      device: torch.device | None = None) -> list[float]:
+    """PGD adversarial training (Madry et al.): each batch is replaced by its PGD examples
+    (random start, `steps` steps, radius `epsilon` on the 0–1 scale). Returns per-epoch mean loss."""
+    torch.manual_seed(seed)
+    device = device or torch.device("cpu")
+    model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    order = generator(seed)
+    losses = []
+    for epoch in range(epochs):
+        total = 0.0
+        for idx in torch.randperm(len(y), generator=order).split(batch_size):
+            xb, yb = x[idx], y[idx]
+            xb = pgd(model, xb, yb, norm=norm, epsilon=epsilon, steps=steps, random_start=True,
+                     seed=seed * 100003 + epoch * 1009 + int(idx[0]))
+            model.train()
+            loss = F.cross_entropy(model(xb.to(device)), yb.to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        losses.append(total / len(y))
+    model.eval()
+    return losses
+
+
+class VGGStyle(nn.Module):
+    """A small VGG-style network (conv-conv-pool twice, then two linear layers) used as the
+    black-box surrogate: a different architecture from the victim's `SmallCNN` (thesis 4.6)."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 16, width: int = 16):
+        super().__init__()
+        if image_size % 4:
+            raise LabkitError(f"VGGStyle needs an image size divisible by 4, got {image_size}")
+        w = width
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, w, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2))
+        self.fc1 = nn.Linear(2 * w * (image_size // 4) ** 2, 64)
+        self.fc2 = nn.Linear(64, num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.fc1(self.features(x).flatten(1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.embed(x))
+
+
+def disjoint_split(n: int, seed: int, fraction: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted indices (attacker's, rest): a random `fraction` of range(n) and its complement."""
+    perm = torch.randperm(n, generator=generator(seed))
+    cut = int(round(fraction * n))
+    return perm[:cut].sort().values, perm[cut:].sort().values
+
+
+def choose_target_images(y: torch.Tensor, target: int, fraction: float, seed: int,
+                         allowed: torch.Tensor | None = None) -> torch.Tensor:
+    """round(fraction · #target images) sorted indices of images labelled `target` (from `allowed` if given)."""
+    if not 0 <= fraction <= 1:
+        raise LabkitError(f"poison_fraction must be in [0, 1] (a fraction of the target class), got {fraction}")
+    pool = torch.nonzero(y == target).flatten()
+    count = round(fraction * len(pool))
+    if allowed is not None:
+        keep = torch.zeros(len(y), dtype=torch.bool)
+        keep[allowed] = True
+        pool = pool[keep[pool]]
+        if count > len(pool):
+            raise LabkitError(f"cannot poison {count} target images: only {len(pool)} are eligible")
+    return pool[torch.randperm(len(pool), generator=generator(seed))[:count]].sort().values
+
+
+def other_class_partners(y: torch.Tensor, idx: torch.Tensor, seed: int) -> torch.Tensor:
+    """For each index in `idx`, a random training index with a *different* label (seeded)."""
+    gen = generator(seed + 1)
+    partners = []
+    for i in idx.tolist():
+        others = torch.nonzero(y != y[i]).flatten()
+        partners.append(int(others[torch.randint(len(others), (1,), generator=gen)]))
+    return torch.tensor(partners, dtype=torch.int64)
+
+
+def pixel_interpolation(x: torch.Tensor, others: torch.Tensor, tau: float) -> torch.Tensor:
+    """x' = (1 − τ)·x + τ·z, pixel-wise towards other-class images `others` (thesis 4.5). Shapes (N, C, H, W)."""
+    if not 0 <= tau <= 1:
+        raise LabkitError(f"tau must be in [0, 1], got {tau}")
+    return (1 - tau) * x + tau * others
+
+
+def gaussian_noise(x: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
+    """x + N(0, σ²) clipped to [0, 1]; `sigma` on the 0–255 pixel scale (thesis 4.4)."""
+    if sigma < 0:
+        raise LabkitError(f"sigma must be >= 0 (0–255 pixel scale), got {sigma}")
+    noise = torch.randn(x.shape, generator=generator(seed)) * (sigma / 255.0)
+    return (x + noise).clamp(0, 1)
+
+
+def poison(x: torch.Tensor, y: torch.Tensor, target: int, fraction: float, seed: int, trigger: Trigger,
+           perturb: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+           allowed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Label-consistent poisoning of a `fraction` of the target class.
+
+    Chooses round(fraction · #target) images labelled `target` (optionally only among
+    `allowed` indices), replaces each by `perturb(images, indices)` (None: unchanged, the
+    baseline), stamps `trigger`, and keeps every label. `x` (N, C, H, W) in [0, 1], `y` (N,).
+    Returns (x_poisoned copy, y unchanged copy, sorted poisoned indices).
+    """
+    idx = choose_target_images(y, target, fraction, seed, allowed)
+    x_poisoned = x.clone()
+    if len(idx):
+        hard = x[idx] if perturb is None else perturb(x[idx], idx)
+        x_poisoned[idx] = trigger.apply(hard.clamp(0, 1))
+    return x_poisoned, y.clone(), idx
