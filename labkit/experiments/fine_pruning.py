@@ -1,0 +1,287 @@
+"""Fine-Pruning and STRIP (notebook 06): repair the backdoored model, then screen its inputs.
+
+Experiments: `pruning-aware` (the attack), `pruning-curve` (pruning alone, 0–95%),
+`fine-pruning` (prune k% + fine-tune), `fine-pruning-loop` (the report's loop), `strip`
+(entropies, threshold at a preset FRR, FRR/FAR) and `defense-pipeline` (fine-pruned model
+answers, STRIP rejects). Benchmark: `strip` (inputs/s at N = 10 and 100 vs plain inference).
+
+The defender's clean data are `clean_size` training images the attacker did not poison (the
+defender's own data in the outsourced-training threat model); everything is measured on the
+test set.
+"""
+from __future__ import annotations
+
+import torch
+
+from labkit import config, data, models, train, triggers
+from labkit.attacks import badnets as badnets_attack
+from labkit.attacks import pruning_aware
+from labkit.bench import benchmark, seconds
+from labkit.defenses import fine_pruning as fp
+from labkit.defenses import strip
+from labkit.experiments import Param, register, run
+from labkit.experiments.badnets import COMMON, check_target
+from labkit.metrics import asr_from_predictions
+from labkit.seed import generator
+
+ATTACKS = ("badnets", "pruning-aware")
+CURVE_PERCENTS = tuple(range(0, 100, 5))
+
+
+def default_clean_size() -> int:
+    """Clean images the defender owns (ranking, fine-tuning, STRIP's overlays and calibration)."""
+    return config.pick(ci=200, lab=400, paper=1000)
+
+
+def default_finetune_epochs() -> int:
+    return config.pick(ci=10, lab=20, paper=20)
+
+
+def default_strip_n() -> int:
+    """STRIP's perturbed copies per input: the paper's 100, fewer in ci."""
+    return config.pick(ci=20, lab=100, paper=100)
+
+
+def default_eval_size() -> int | None:
+    """Clean test inputs STRIP screens (and as many triggered ones); None = all."""
+    return config.pick(ci=100, lab=300, paper=2000)
+
+
+ATTACK = {
+    **COMMON,
+    "attack": Param("badnets", str, choices=ATTACKS, help="how the victim was backdoored"),
+    "poison_fraction": Param(0.1, float, 0, 1, low_open=True, high_open=True, help="fraction of the training set poisoned"),
+    "attacker_prune_percent": Param(60.0, float, 0, 95, help="pruning-aware attack: % of last-conv channels the attacker prunes then restores as decoys"),
+}
+DEFENDER = {
+    "clean_size": Param(None, int, 10, 100000, optional=True, help="clean images the defender owns (default: the profile's)"),
+}
+FINETUNE = {
+    "finetune": Param(True, bool, help="fine-tune on the clean images after pruning"),
+    "finetune_lr": Param(3e-3, float, 0, 1, low_open=True, help="Adam step size for fine-tuning"),
+    "finetune_epochs": Param(None, int, 0, 1000, optional=True, help="fine-tuning epochs (default: the profile's)"),
+}
+
+
+def attacked(cfg: dict):
+    """(backdoored model, dataset, trigger, poisoned indices) for the attack settings in `cfg`."""
+    keys = ("dataset", "poison_fraction", "target", "trigger", "amplitude", "seed")
+    if cfg["attack"] == "badnets":
+        result = run("badnets", **{k: cfg[k] for k in keys})
+    else:
+        result = run("pruning-aware", **{k: cfg[k] for k in keys}, prune_percent=cfg["attacker_prune_percent"])
+    ds = data.load(cfg["dataset"])
+    trig = triggers.make(cfg["trigger"], ds.image_shape, cfg["amplitude"])
+    return models.rebuild(result["model_spec"], result["model_state"]), ds, trig, result["poisoned_indices"]
+
+
+def defender_data(ds: data.Dataset, poisoned: torch.Tensor, size: int | None, seed: int):
+    """`size` random training images the attacker did not touch, with their true labels."""
+    size = size or default_clean_size()
+    keep = torch.ones(len(ds.y_train), dtype=torch.bool)
+    keep[poisoned] = False
+    pool = torch.nonzero(keep).flatten()
+    pick = pool[torch.randperm(len(pool), generator=generator(seed + 1))[:size]]
+    return ds.x_train[pick], ds.y_train[pick]
+
+
+def evaluator(ds: data.Dataset, trig, target: int):
+    """`evaluate(model) -> {clean_accuracy, attack_success_rate}` on the test set."""
+    x_triggered = trig.apply(ds.x_test)
+
+    def evaluate(model) -> dict:
+        pred = train.predict(model, ds.x_test)
+        return {"clean_accuracy": float((pred == ds.y_test).float().mean()),
+                "attack_success_rate": asr_from_predictions(ds.y_test, pred, train.predict(model, x_triggered), target)}
+    return evaluate
+
+
+@register("pruning-aware", {
+    **COMMON,
+    "poison_fraction": Param(0.1, float, 0, 1, low_open=True, high_open=True, help="fraction of the training set poisoned"),
+    "prune_percent": Param(60.0, float, 0, 95, help="% of last-conv channels pruned in step 2 and restored as decoys"),
+}, summary=("clean_accuracy", "attack_success_rate", "decoy_count"), checks=(check_target,))
+def pruning_aware_attack(dataset, poison_fraction, target, trigger, amplitude, seed, prune_percent):
+    """Liu et al.'s pruning-aware attack: clean model → prune dormant channels → train on poison → restore decoys."""
+    prof = config.profile()
+    clean = run("badnets", dataset=dataset, poison_fraction=0.0, target=target, trigger=trigger,
+                amplitude=amplitude, seed=seed)  # step 1: the cached clean model
+    ds = data.load(dataset)
+    trig = triggers.make(trigger, ds.image_shape, amplitude)
+    x_poisoned, y_poisoned, idx = badnets_attack.poison(ds.x_train, ds.y_train, trig, target, poison_fraction, seed)
+    clean_model = models.rebuild(clean["model_spec"], clean["model_state"])
+    model, decoys, history = pruning_aware.pruning_aware_backdoor(
+        clean_model, ds.x_train, x_poisoned, y_poisoned, prune_percent, epochs=prof.epochs,
+        lr=prof.learning_rate, batch_size=prof.batch_size, seed=seed)
+    return {**evaluator(ds, trig, target)(model), "decoy_count": len(decoys), "decoys": decoys,
+            "poisoned_indices": idx, "history": history, "model_spec": clean["model_spec"],
+            "model_state": model.state_dict()}
+
+
+@register("pruning-curve", {**ATTACK, **DEFENDER},
+          summary=("percents", "clean_accuracy", "attack_success_rate"), checks=(check_target,))
+def pruning_curve(dataset, attack, poison_fraction, target, trigger, amplitude, seed, attacker_prune_percent,
+                  clean_size):
+    """Pruning alone: clean accuracy and attack success after pruning 0, 5, …, 95% of the channels."""
+    cfg = dict(locals())
+    model, ds, trig, poisoned = attacked(cfg)
+    x_clean, _ = defender_data(ds, poisoned, clean_size, seed)
+    activations = fp.channel_activations(model, x_clean)
+    rows = fp.pruning_curve(model, activations, CURVE_PERCENTS, evaluator(ds, trig, target))
+    return {"percents": [r["percent"] for r in rows],
+            "clean_accuracy": [r["clean_accuracy"] for r in rows],
+            "attack_success_rate": [r["attack_success_rate"] for r in rows],
+            "clean_activations": activations,
+            "triggered_activations": fp.channel_activations(model, trig.apply(ds.x_test[ds.y_test != target]))}
+
+
+@register("fine-pruning", {
+    **ATTACK, **DEFENDER,
+    "prune_percent": Param(80.0, float, 0, 100, help="% of last-conv channels pruned (most dormant on clean data first)"),
+    **FINETUNE,
+}, summary=("clean_accuracy", "attack_success_rate", "pruned_clean_accuracy", "pruned_attack_success_rate",
+            "original_clean_accuracy", "original_attack_success_rate"), checks=(check_target,))
+def fine_pruning(dataset, attack, poison_fraction, target, trigger, amplitude, seed, attacker_prune_percent,
+                 clean_size, prune_percent, finetune, finetune_lr, finetune_epochs):
+    """Prune the `prune_percent` most dormant channels, then (finetune=true) fine-tune on clean data."""
+    cfg = dict(locals())
+    model, ds, trig, poisoned = attacked(cfg)
+    x_clean, y_clean = defender_data(ds, poisoned, clean_size, seed)
+    evaluate = evaluator(ds, trig, target)
+    activations = fp.channel_activations(model, x_clean)
+    pruned = fp.pruned_copy(model, activations, prune_percent)
+    after_pruning = evaluate(pruned)
+    history = []
+    if finetune:
+        epochs = default_finetune_epochs() if finetune_epochs is None else finetune_epochs
+        history = fp.fine_tune(pruned, x_clean, y_clean, epochs=epochs, lr=finetune_lr, seed=seed)
+    channels = fp.pruned_channels(pruned)
+    fp.make_permanent(pruned)
+    final = evaluate(pruned)
+    original = evaluate(model)
+    return {**final,
+            "pruned_clean_accuracy": after_pruning["clean_accuracy"],
+            "pruned_attack_success_rate": after_pruning["attack_success_rate"],
+            "original_clean_accuracy": original["clean_accuracy"],
+            "original_attack_success_rate": original["attack_success_rate"],
+            "pruned_channels": channels, "clean_activations": activations, "history": history,
+            "model_spec": models.spec("small-cnn", ds.image_shape, ds.num_classes),
+            "model_state": pruned.state_dict()}
+
+
+@register("fine-pruning-loop", {
+    **ATTACK, **DEFENDER,
+    "step_percent": Param(5.0, float, 1, 50, help="% of channels pruned more in each round"),
+    "max_drop": Param(0.01, float, 0, 1, help="stop once validation accuracy falls this much (fraction) below the unpruned model's"),
+    "finetune_lr": FINETUNE["finetune_lr"],
+    "finetune_epochs": Param(None, int, 1, 1000, optional=True, help="fine-tuning epochs per round (default: a quarter of the profile's)"),
+}, summary=("clean_accuracy", "attack_success_rate", "final_percent", "rounds"), checks=(check_target,))
+def fine_pruning_loop(dataset, attack, poison_fraction, target, trigger, amplitude, seed, attacker_prune_percent,
+                      clean_size, step_percent, max_drop, finetune_lr, finetune_epochs):
+    """The report's loop: prune 5% more, fine-tune, until validation accuracy drops by `max_drop`.
+
+    A quarter of the defender's clean images is kept aside as the validation set that decides when to stop.
+    """
+    cfg = dict(locals())
+    model, ds, trig, poisoned = attacked(cfg)
+    x_clean, y_clean = defender_data(ds, poisoned, clean_size, seed)
+    split = len(y_clean) * 3 // 4
+    epochs = finetune_epochs or max(1, default_finetune_epochs() // 4)
+    final_model, rows = fp.fine_prune_loop(model, x_clean[:split], y_clean[:split], x_clean[split:], y_clean[split:],
+                                           step_percent=step_percent, max_drop=max_drop, epochs=epochs,
+                                           lr=finetune_lr, seed=seed, evaluate=evaluator(ds, trig, target))
+    accepted = [r for r in rows if r["accepted"]]
+    return {**evaluator(ds, trig, target)(final_model), "final_percent": accepted[-1]["percent"],
+            "rounds": rows, "epochs_per_round": epochs}
+
+
+def strip_inputs(ds: data.Dataset, trig, target: int, eval_size: int | None, seed: int):
+    """(clean test inputs, their labels, triggered test inputs not labelled `target`, their true labels)."""
+    order = torch.randperm(len(ds.y_test), generator=generator(seed + 2))
+    size = eval_size if eval_size is not None else default_eval_size()
+    pick = order[:size] if size is not None else order
+    x, y = ds.x_test[pick], ds.y_test[pick]
+    eligible = y != target
+    return x, y, trig.apply(x[eligible]), y[eligible]
+
+
+@register("strip", {
+    **ATTACK, **DEFENDER,
+    "frr": Param(0.05, float, 0, 1, low_open=True, high_open=True, help="target false rejection rate (fraction)"),
+    "n": Param(None, int, 1, 100000, optional=True, help="perturbed copies per input (default: the profile's; the paper's 100)"),
+    "method": Param("normal", str, choices=strip.METHODS, help="threshold from a normal fit (the paper) or the empirical quantile"),
+    "eval_size": Param(None, int, 10, 100000, optional=True, help="clean test inputs screened (default: the profile's)"),
+}, summary=("frr", "far", "threshold", "target_frr", "benign_mean_entropy", "trojan_mean_entropy"),
+    checks=(check_target,))
+def strip_experiment(dataset, attack, poison_fraction, target, trigger, amplitude, seed, attacker_prune_percent,
+                     clean_size, frr, n, method, eval_size):
+    """STRIP on the backdoored model: calibrate the threshold on the defender's clean images at the target
+    FRR, then measure FRR on clean test inputs and FAR on triggered ones."""
+    cfg = dict(locals())
+    model, ds, trig, poisoned = attacked(cfg)
+    x_holdout, _ = defender_data(ds, poisoned, clean_size, seed)
+    copies = n or default_strip_n()
+    x_clean, y_clean, x_trojan, y_trojan = strip_inputs(ds, trig, target, eval_size, seed)
+    calibration = strip.entropy_scores(model, x_holdout, x_holdout, copies, seed=seed)
+    benign = strip.entropy_scores(model, x_clean, x_holdout, copies, seed=seed + 1)
+    trojan = strip.entropy_scores(model, x_trojan, x_holdout, copies, seed=seed + 2)
+    threshold = strip.threshold_at_frr(calibration, frr, method)
+    measured_frr, far = strip.detection_rates(benign, trojan, threshold)
+    return {"frr": measured_frr, "far": far, "threshold": threshold, "target_frr": frr, "n_copies": copies,
+            "benign_mean_entropy": float(benign.mean()), "trojan_mean_entropy": float(trojan.mean()),
+            "calibration_entropies": calibration, "benign_entropies": benign, "trojan_entropies": trojan,
+            "benign_labels": y_clean, "trojan_labels": y_trojan}
+
+
+@register("defense-pipeline", {
+    **ATTACK, **DEFENDER,
+    "prune_percent": Param(80.0, float, 0, 100, help="% of last-conv channels the defender prunes"),
+    **FINETUNE,
+    "frr": Param(0.05, float, 0, 1, low_open=True, high_open=True, help="STRIP's target false rejection rate"),
+    "n": Param(None, int, 1, 100000, optional=True, help="STRIP copies per input (default: the profile's)"),
+    "method": Param("normal", str, choices=strip.METHODS, help="STRIP threshold method"),
+    "eval_size": Param(None, int, 10, 100000, optional=True, help="clean test inputs in the stream (default: the profile's)"),
+}, summary=("clean_correct", "clean_rejected", "trojan_rejected", "trojan_to_target", "trojan_correct"),
+    checks=(check_target,))
+def defense_pipeline(dataset, attack, poison_fraction, target, trigger, amplitude, seed, attacker_prune_percent,
+                     clean_size, prune_percent, finetune, finetune_lr, finetune_epochs, frr, n, method, eval_size):
+    """The report's combination on a mixed stream of clean and triggered test inputs: the fine-pruned model
+    answers; STRIP (on the received, backdoored model) rejects low-entropy inputs as an extra class."""
+    cfg = dict(locals())
+    attack_keys = ("dataset", "attack", "poison_fraction", "target", "trigger", "amplitude", "seed",
+                   "attacker_prune_percent", "clean_size")
+    shared = {k: cfg[k] for k in attack_keys}
+    repaired = run("fine-pruning", **shared, prune_percent=prune_percent, finetune=finetune,
+                   finetune_lr=finetune_lr, finetune_epochs=finetune_epochs)
+    screened = run("strip", **shared, frr=frr, n=n, method=method, eval_size=eval_size)
+    model = models.rebuild(repaired["model_spec"], repaired["model_state"])
+    ds = data.load(dataset)
+    trig = triggers.make(trigger, ds.image_shape, amplitude)
+    x_clean, y_clean, x_trojan, y_trojan = strip_inputs(ds, trig, target, eval_size, seed)
+    stream = torch.cat([x_clean, x_trojan])
+    entropies = torch.cat([screened["benign_entropies"], screened["trojan_entropies"]])
+    answers = strip.guarded_predictions(train.predict(model, stream), entropies, screened["threshold"], ds.num_classes)
+    expected = torch.cat([y_clean, torch.full_like(y_trojan, ds.num_classes)])  # triggered inputs should be rejected
+    clean_answers, trojan_answers = answers[:len(y_clean)], answers[len(y_clean):]
+    return {"confusion": strip.confusion(expected, answers, ds.num_classes),
+            "clean_correct": float((clean_answers == y_clean).float().mean()),
+            "clean_rejected": float((clean_answers == ds.num_classes).float().mean()),
+            "trojan_rejected": float((trojan_answers == ds.num_classes).float().mean()),
+            "trojan_to_target": float((trojan_answers == target).float().mean()),
+            "trojan_correct": float((trojan_answers == y_trojan).float().mean()),
+            "clean_count": len(y_clean), "trojan_count": len(y_trojan), "threshold": screened["threshold"]}
+
+
+@benchmark("strip")
+def bench_strip() -> dict:
+    """STRIP throughput (inputs/s) at N = 10 and N = 100 and its overhead vs plain inference, same run."""
+    ds = data.load("digits", train_size=None, test_size=None)
+    model = models.build("small-cnn", ds.image_shape, ds.num_classes, seed=0).to(config.device()).eval()
+    x, holdout = ds.x_test[:256], ds.x_train[:200]
+    plain = seconds(lambda: train.predict(model, x), repeat=5)
+    out = {"device": str(config.device()), "inputs": len(x), "plain_inputs_per_s": len(x) / plain}
+    for n in (10, 100):
+        took = seconds(lambda: strip.entropy_scores(model, x, holdout, n=n), repeat=3 if n == 10 else 1)
+        out[f"strip_n{n}_inputs_per_s"] = len(x) / took
+        out[f"strip_n{n}_overhead_ratio"] = took / plain
+    return out
