@@ -1,0 +1,224 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · Label-consistent backdoors: hard poisoned samples, quiet triggers, augmentation
+#
+# **The question** (Turner's thesis, chapters 3, 4 and 7): BadNets' poisoned samples carry *wrong labels*,
+# so a human who looks at them raises the alarm. Can a backdoor be planted when every poisoned sample is a
+# genuine, correctly labelled image of the target class — and what does it take?
+#
+# **Threat model.** The attacker may modify a fraction of the *target class's* training images, but every
+# modified image must still look like its label (label-consistent). Labels are never changed. They do not
+# touch the training code or the victim model; a surrogate model they train themselves (never updated while
+# the victim trains) is allowed. At test time they stamp the trigger on any input. We report **clean
+# accuracy** and **attack success rate** (triggered test images *not labelled* as the target that the model
+# sends to the target). Perturbation sizes ε are quoted in the thesis' units (0–255 pixel scale, 32×32×3) and
+# scaled honestly to our images: ℓ∞ per pixel unchanged, ℓ2 by √(d/3072) (same RMS change per pixel).
+
+# %% tags=["parameters"]
+PROFILE = None  # "ci" | "lab" | "paper"; None = LABKIT_PROFILE, else "lab"
+DATASET = "digits"  # or "mnist", "fashion-mnist" after `labkit data download NAME`
+TARGET = 0  # the attacker's label
+SEED = 0
+
+# %%
+from IPython.display import Markdown, display
+from matplotlib import pyplot as plt
+
+from labkit import config, data, experiments, plots, widgets
+from labkit.experiments import label_consistent as lcx
+from labkit.plots import label_consistent as lcplots
+
+prof = config.use_profile(PROFILE)
+plots.setup()
+ds = data.load(DATASET)
+sizes = lcx.sizes()
+SETTING = dict(lcx.SETTING)  # the lab's headline attack (ε in thesis units)
+FRACTIONS = list(sizes["grid_fractions"])  # poisoned fraction of the TARGET class
+BASE = dict(dataset=DATASET, target=TARGET, seed=SEED)
+print(f"profile {prof.name}: {len(ds.y_train)} training images, {int((ds.y_train == TARGET).sum())} of class {TARGET}")
+
+
+def lc_run(**kw):
+    """One cached `label-consistent` run: the headline setting with `kw` overridden."""
+    return experiments.run("label-consistent", **{**BASE, **SETTING, **kw})
+
+
+# %% [markdown]
+# ## 1 · Recap: BadNets works — with wrong labels
+# Poison as many images as the label-consistent attacks below will, but relabel them (notebook 01).
+
+# %%
+target_count = round(SETTING["poison_fraction"] * int((ds.y_train == TARGET).sum()))
+bn = experiments.run("badnets", **BASE, poison_fraction=target_count / len(ds.y_train))
+clean = lc_run(method="none", poison_fraction=0.0)
+print(f"BadNets, {bn['poisoned_count']} relabelled images: ASR {bn['attack_success_rate']:.1%}, "
+      f"clean accuracy {bn['clean_accuracy']:.1%} (unpoisoned model {clean['clean_accuracy']:.1%})")
+
+# %% [markdown]
+# ## 2 · Keep the labels, and the attack fails (§3.2)
+# The label-consistent baseline stamps the trigger on target-class images only. The model can classify
+# them from their own features, so it has no reason to learn the trigger.
+
+# %%
+baseline = [lc_run(method="none", poison_fraction=f) for f in FRACTIONS]
+pgd = [lc_run(poison_fraction=f) for f in FRACTIONS]
+fig, ax = plt.subplots()
+plots.asr_vs_poison_fraction(ax, FRACTIONS, [r["attack_success_rate"] for r in baseline], label="baseline (trigger only)")
+plots.asr_vs_poison_fraction(ax, FRACTIONS, [r["attack_success_rate"] for r in pgd], label=f"PGD ℓ2 ε={SETTING['epsilon']:g}")
+ax.lines[-1].set_color("black")
+ax.set_xlabel("poisoned fraction of the target class")
+plt.show()
+
+# %% [markdown]
+# ## 3 · Make the poisoned images hard (§3.3)
+# Before stamping the trigger, push each target image away from its class — with PGD against the
+# surrogate (ℓ2 / ℓ∞), or by interpolating in a VAE's latent space towards another class (τ), — or with the
+# thesis' baselines: pixel-space interpolation and Gaussian noise. First, what they look like (no trigger):
+
+# %%
+rows = lcx.gallery(DATASET, TARGET, SEED, surrogate_kind=SETTING["surrogate"])
+names = [n for n in rows if not n.startswith("+")]
+fig, axes = plt.subplots(len(names), 4, figsize=(4.5, 1.1 * len(names)))
+lcplots.gallery_rows(axes, rows, names)
+plt.show()
+
+# %% [markdown]
+# Same poisoned fraction, one victim per method:
+
+# %%
+methods = {"baseline": dict(method="none"), "PGD ℓ2": {}, "PGD ℓ∞ 32": dict(method="pgd-linf", epsilon=32.0),
+           "latent τ=0.2": dict(method="latent", tau=0.2), "pixel τ=0.2": dict(method="pixel", tau=0.2),
+           "noise σ=16": dict(method="noise", sigma=16.0)}
+by_method = {name: lc_run(**kw) for name, kw in methods.items()}
+fig, ax = plt.subplots(figsize=(7, 3.6))
+lcplots.method_bars(ax, list(by_method), [r["attack_success_rate"] for r in by_method.values()],
+                    [r["clean_accuracy"] for r in by_method.values()], clean["clean_accuracy"])
+ax.set_title(f"{SETTING['poison_fraction']:.0%} of class {TARGET} poisoned")
+plt.show()
+
+# %% [markdown]
+# ## 4 · A quieter trigger (§3.5)
+# Instead of pasting the pattern, add ±a/255 on its white/black pixels and clip. Which amplitudes still work?
+
+# %%
+amps = list(sizes["section_amplitudes"])
+by_amp = [lc_run(amplitude=a) for a in amps]
+fig, ax = plt.subplots(figsize=(6, 3.2))
+lcplots.method_bars(ax, [f"a = {a:g}" for a in amps], [r["attack_success_rate"] for r in by_amp],
+                    [r["clean_accuracy"] for r in by_amp], clean["clean_accuracy"])
+trig_rows = [n for n in rows if n.startswith("+")]
+fig, axes = plt.subplots(len(trig_rows), 4, figsize=(4.5, 1.1 * len(trig_rows)))
+lcplots.gallery_rows(axes, rows, trig_rows)
+plt.show()
+
+# %% [markdown]
+# ## 5 · Surviving augmentation: the four-corner trigger (§3.6)
+# Random crops and flips can cut a single corner pattern off; four flipped copies keep one in view.
+
+# %%
+cases = {(trig, aug): lc_run(trigger=trig, augment=aug) for trig in ("badnets", "four-corner") for aug in (False, True)}
+fig, ax = plt.subplots(figsize=(6.5, 3.4))
+lcplots.method_bars(ax, [f"{t}{' + augment' if a else ''}" for t, a in cases],
+                    [r["attack_success_rate"] for r in cases.values()], [r["clean_accuracy"] for r in cases.values()])
+plt.show()
+
+# %% [markdown]
+# ## 6 · Why hard samples work: the loss over training (§4.2, Figure 4-1)
+# The victim fits the poisoned samples (red) as well as the clean ones (blue), but the *same* samples
+# without their trigger (grey) keep a high loss: it classifies them through the trigger.
+
+# %%
+main, base_main = lc_run(), lc_run(method="none")
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+lcplots.loss_dynamics(axes[0], base_main["history"], "baseline (trigger only)")
+lcplots.loss_dynamics(axes[1], main["history"], f"PGD ℓ2 ε={SETTING['epsilon']:g}")
+plt.show()
+
+# %% [markdown]
+# ## 7 · Detection: BadNets vs label-consistent poison (§3.1, §7.3)
+# A model trained on a small trusted set scores every training sample by the probability of its label.
+# BadNets' relabelled images sink to the bottom; label-consistent ones mostly do not — and those that do
+# still look like their label.
+
+# %%
+det = experiments.run("label-consistent-detection", **BASE, **SETTING)
+fig, ax = plt.subplots()
+lcplots.detection_comparison(ax, det["ks"], {"BadNets": det["found_badnets"], "label-consistent": det["found_label_consistent"]},
+                             det["expected_at_random"])
+ax.set_title(f"{det['poisoned_count']} poisoned among {len(det['scores_badnets'])} training samples")
+plt.show()
+
+# %%
+fig, axes = plt.subplots(2, 10, figsize=(11, 2.8))
+for row, name in enumerate(("badnets", "label_consistent")):
+    lcplots.flagged_gallery(axes[row], det[f"lowest_images_{name}"][:10], det[f"lowest_labels_{name}"][:10],
+                            det[f"lowest_poisoned_{name}"][:10])
+    axes[row, 0].set_ylabel(name.replace("_", "-"), fontsize=8)
+plt.show()
+
+# %% [markdown]
+# ## 8 · Explore: ε × trigger amplitude × poisoned fraction of the target class
+# Each setting is a cached pair of runs (PGD and the trigger-only baseline at the same amplitude and
+# fraction); the first visit trains two models, a revisit replots at once.
+
+# %%
+g = lcx.grid()
+
+
+def plot_setting(epsilon, amplitude, poison_fraction):
+    attack = lc_run(epsilon=epsilon, amplitude=amplitude, poison_fraction=poison_fraction)
+    plain = lc_run(method="none", amplitude=amplitude, poison_fraction=poison_fraction)
+    fig, ax = plt.subplots()
+    points = [clean, plain, attack]
+    plots.asr_vs_accuracy(ax, [p["clean_accuracy"] for p in points], [p["attack_success_rate"] for p in points],
+                          labels=["unpoisoned", "baseline", f"PGD ε={epsilon:g}"], highlight=2)
+    ax.set_title(f"amplitude {amplitude:g}/255, {poison_fraction:.0%} of class {TARGET} ({attack['poisoned_count']} images)")
+    plt.show()
+
+
+widgets.interact(plot_setting,
+                 epsilon=widgets.choice(g["epsilon"], SETTING["epsilon"] if SETTING["epsilon"] in g["epsilon"] else None, "ε (thesis units)"),
+                 amplitude=widgets.choice(g["amplitude"], SETTING["amplitude"], "trigger amplitude"),
+                 poison_fraction=widgets.choice(g["poison_fraction"], SETTING["poison_fraction"] if SETTING["poison_fraction"] in g["poison_fraction"] else None, "fraction of target class"))
+
+# %% [markdown]
+# ## Paper vs this lab
+
+# %%
+def pct(r):
+    return f"{r['attack_success_rate']:.0%}"
+
+
+four, one = cases[("four-corner", True)], cases[("badnets", True)]
+display(Markdown(f"""
+| | thesis (CIFAR-10, ResNet) | this lab ({DATASET}, profile `{prof.name}`, {SETTING['poison_fraction']:.0%} of class {TARGET}) |
+|---|---|---|
+| label-consistent baseline | fails (only 1 class > 50% ASR even at 25%) | ASR {pct(by_method['baseline'])} |
+| adversarial perturbations ≥ latent interpolation > baseline | yes | PGD ℓ2 {pct(by_method['PGD ℓ2'])}, ℓ∞ {pct(by_method['PGD ℓ∞ 32'])} · latent {pct(by_method['latent τ=0.2'])} · pixel {pct(by_method['pixel τ=0.2'])} · noise {pct(by_method['noise σ=16'])} |
+| chosen label-consistent size | ℓ2 ε = 300, τ = 0.2 | ℓ2 ε = {SETTING['epsilon']:g} ({main['perturbation_l2']:.2f} on the 0–1 scale), τ = 0.2 |
+| amplitude 32 works at ≥ 6% of the target class | yes | amplitudes {', '.join(f'{a:g}: {pct(r)}' for a, r in zip(amps, by_amp))} |
+| four-corner survives augmentation, one-corner fails | yes | four-corner + aug {pct(four)} vs one-corner + aug {pct(one)} |
+| clean accuracy unaffected (below 100% poisoning) | yes | {main['clean_accuracy']:.1%} vs unpoisoned {clean['clean_accuracy']:.1%} |
+| poisoned among the lowest-20 (BadNets vs ours) | many vs 1, label correct | {det['found_badnets'][2]} vs {det['found_label_consistent'][2]} of {det['poisoned_count']} |
+"""))
+
+# %% [markdown]
+# ## Exercises
+# 1. Switch the surrogate to `"adversarial"` or `"black-box"` (`lc_run(surrogate=...)`). The thesis found
+#    adversarially trained surrogates matter most at large ε (§4.3). Is that true on digits?
+# 2. Sweep `sigma` for `method="noise"` (e.g. 8, 32, 128). Does the thesis' Figure 4-3 shape — a little noise
+#    helps, a lot hurts — appear? Use the loss-dynamics plot to explain what you see.
+# 3. Pick ε with the widget where the perturbed images in section 3 still look like a 0 to you. What attack
+#    success does that buy at 25% of the target class, and how many images is that?
