@@ -1,0 +1,238 @@
+"""Blind backdoors end to end (notebook 07): normal training θ vs compromised-loss training θ*
+on the same data, seed and training code; MGDA or fixed scales; the calculator; Neural Cleanse
+with and without the evasion loss; STRIP; DP-style gradient shaping; and the `blind` benchmark."""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from labkit import cache, config, data, models, triggers
+from labkit.attacks import blind as blind_attack
+from labkit.attacks import calculator, mgda
+from labkit.bench import benchmark, seconds
+from labkit.errors import LabkitError
+from labkit.experiments import Param, register
+from labkit.train import predict
+
+SYNTHESIZERS = ("pattern", "pixel", "calculator")
+TRIGGER_OF = {"pattern": "badnets", "pixel": "pixel", "calculator": "badnets"}
+DIGIT_DATASETS = ("digits", "mnist", "fashion-mnist")
+
+
+def calculator_pairs() -> tuple[int, int]:
+    """(train, test) pairs for the calculator task in the active profile."""
+    return config.pick(ci=(2000, 500), lab=(6000, 1000), paper=(60000, 10000))
+
+
+def nc_samples() -> int:
+    """Clean test images Neural Cleanse optimises on (its own profile sizes apply otherwise)."""
+    return config.pick(ci=128, lab=256, paper=1000)
+
+
+def check_config(cfg: dict) -> None:
+    if cfg["synthesizer"] == "calculator" and cfg["evasion"]:
+        raise LabkitError("evasion needs a single target label; use synthesizer=pattern or pixel")
+    if cfg["synthesizer"] == "calculator" and cfg["neural_cleanse"]:
+        raise LabkitError("neural_cleanse needs a single target label; use synthesizer=pattern or pixel")
+    if cfg["backdoor_scale"] + (cfg["evasion_scale"] if cfg["evasion"] else 0) > 1:
+        raise LabkitError("backdoor_scale + evasion_scale must be <= 1 (α0 = 1 − α1 − α2 is the main task's weight)")
+
+
+def task_data(dataset: str, synthesizer: str, target: int, seed: int):
+    """(x_train, y_train, x_test, y_test, num_classes, image_shape, Synthesizer) for one task."""
+    ds = data.load(dataset)
+    trig = triggers.make(TRIGGER_OF[synthesizer], ds.image_shape)
+    if synthesizer == "calculator":
+        train_pairs, test_pairs = calculator_pairs()
+        pairs = calculator.load(ds, train_pairs, test_pairs, seed=0)
+        return (pairs.x_train, pairs.codes_train, pairs.x_test, pairs.codes_test, pairs.num_classes,
+                pairs.image_shape, blind_attack.add_multiply(trig))
+    if target >= ds.num_classes:
+        raise LabkitError(f"target must be an int in [0, {ds.num_classes - 1}] for {dataset}, got {target}")
+    return (ds.x_train, ds.y_train, ds.x_test, ds.y_test, ds.num_classes, ds.image_shape,
+            blind_attack.label_as(target, trig, synthesizer))
+
+
+def task_accuracies(model, x_test, y_test, synth: blind_attack.Synthesizer) -> dict:
+    """Main accuracy on clean test inputs; backdoor accuracy on triggered ones (inputs whose
+    backdoor label equals their main label are left out: for them the backdoor is invisible)."""
+    main = synth.main_label(y_test)
+    backdoor = synth.backdoor_label(y_test)
+    eligible = backdoor != main
+    pred_clean, pred_triggered = predict(model, x_test), predict(model, synth.inputs(x_test))
+    return {"main_accuracy": float((pred_clean == main).float().mean()),
+            "backdoor_accuracy": float((pred_triggered[eligible] == backdoor[eligible]).float().mean()),
+            "main_on_triggered": float((pred_triggered[eligible] == main[eligible]).float().mean())}
+
+
+def _train(loss_fn, x, y, x_test, y_test, synth, num_classes, image_shape, *, seed, epochs,
+           grad_clip, noise_multiplier, desc):
+    prof = config.profile()
+    model = models.build("small-cnn", image_shape, num_classes, seed=seed)
+    history = blind_attack.train_with_loss(
+        model, x, y, loss_fn, epochs=epochs or prof.epochs, batch_size=prof.batch_size, lr=prof.learning_rate,
+        seed=seed, grad_clip=grad_clip, noise_multiplier=noise_multiplier, desc=desc,
+        evaluate=lambda m: task_accuracies(m, x_test, y_test, synth))
+    return model.cpu(), history
+
+
+def neural_cleanse_report(model, x_clean: torch.Tensor, num_classes: int, target: int, seed: int) -> dict:
+    """Neural Cleanse (labkit.defenses.neural_cleanse) on `model`: per-label ‖m‖₁ and the target's
+    anomaly index, signed so that positive = the target's trigger is *smaller* than the median's."""
+    from labkit.defenses import neural_cleanse
+
+    found = neural_cleanse.reverse_engineer(model, x_clean, num_classes, seed=seed, progress=False)
+    norms = found["l1_norms"].double()
+    verdict = neural_cleanse.detect(norms)
+    index = verdict["anomaly_index"]
+    signed = float(index[target]) * (1.0 if norms[target] < norms.median() else -1.0)
+    return {"anomaly_index": signed, "l1_norms": norms, "flagged_labels": list(verdict["flagged_labels"]),
+            "target_flagged": target in verdict["flagged_labels"], "nc_masks": found["masks"],
+            "nc_patterns": found["patterns"]}
+
+
+PARAMS = {
+    "dataset": Param("digits", str, choices=DIGIT_DATASETS, help="digit-like dataset (calculator: pairs of its digits)"),
+    "synthesizer": Param("pattern", str, choices=SYNTHESIZERS,
+                         help="μ/ν: pixel pattern → target, single pixel → target, or calculator (sum → product)"),
+    "balance": Param("mgda", str, choices=blind_attack.BALANCES, help="how α is chosen: MGDA or fixed scales"),
+    "normalization": Param("loss+", str, choices=mgda.NORMALIZATIONS, help="MGDA's gradient normalisation"),
+    "backdoor_scale": Param(0.5, float, 0, 1, help="fixed α1 (balance=fixed); α0 = 1 − α1 − α2"),
+    "evasion": Param(False, bool, help="add the Neural Cleanse evasion loss L_ev"),
+    "evasion_scale": Param(0.25, float, 0, 1, help="fixed α2 for L_ev (balance=fixed, evasion=true)"),
+    "neural_cleanse": Param(None, bool, optional=True, help="run Neural Cleanse on θ* (default: when evasion=true)"),
+    "threshold": Param(None, float, 0, None, low_open=True, optional=True,
+                       help="T: attack only while the recent clean loss is below T nats (default: always)"),
+    "target": Param(0, int, 0, 9, help="backdoor label ν(y) for pattern / pixel"),
+    "epochs": Param(None, int, 1, 1000, optional=True, help="training epochs (default: the profile's)"),
+    "grad_clip": Param(None, float, 0, None, low_open=True, optional=True,
+                       help="DP-style shaping: clip the batch gradient to this L2 norm (default: off)"),
+    "noise_multiplier": Param(0.0, float, 0, 100, help="DP-style shaping: noise std = this · grad_clip / batch"),
+    "mgda_max_iter": Param(250, int, 0, 100000, help="iteration cap of the ≥3-task MGDA solver"),
+    "seed": Param(0, int, 0, 2**31 - 1, help="seed for init, batch order and the attacker's trigger model"),
+}
+
+
+@register("blind", PARAMS, summary=("main_accuracy_clean", "main_accuracy_backdoored", "backdoor_accuracy_clean",
+                                     "backdoor_accuracy", "anomaly_index", "attack_active_fraction"),
+          checks=(check_config,))
+def blind(dataset, synthesizer, balance, normalization, backdoor_scale, evasion, evasion_scale, neural_cleanse,
+          threshold, target, epochs, grad_clip, noise_multiplier, mgda_max_iter, seed):
+    """Train θ with the normal loss and θ* with the blind loss (same data, seed, code); compare."""
+    start = time.perf_counter()
+    x, y, x_test, y_test, num_classes, image_shape, synth = task_data(dataset, synthesizer, target, seed)
+    shared = dict(seed=seed, epochs=epochs, grad_clip=grad_clip, noise_multiplier=noise_multiplier)
+    normal_cfg = {"dataset": dataset, "task": "calculator" if synthesizer == "calculator" else "classify",
+                  "trigger": synthesizer, "target": target, **shared}
+
+    def train_normal():
+        model, history = _train(blind_attack.normal_loss(synth.main_label), x, y, x_test, y_test, synth,
+                                num_classes, image_shape, desc="normal training", **shared)
+        return {"model_state": model.state_dict(), "history": history}
+
+    normal = cache.memoize("blind-normal", normal_cfg, train_normal)
+    clean_model = models.build("small-cnn", image_shape, num_classes)
+    clean_model.load_state_dict(normal["model_state"])
+    scales = (1 - backdoor_scale - (evasion_scale if evasion else 0), backdoor_scale) + ((evasion_scale,) if evasion else ())
+    loss_fn = blind_attack.BlindLoss(synth, balance=balance, normalization=normalization, fixed_scales=scales,
+                                     evasion=evasion, threshold=threshold, mgda_max_iter=mgda_max_iter, seed=seed)
+    model, history = _train(loss_fn, x, y, x_test, y_test, synth, num_classes, image_shape,
+                            desc=f"blind {synthesizer} ({balance})", **shared)
+    before, after = task_accuracies(clean_model, x_test, y_test, synth), task_accuracies(model, x_test, y_test, synth)
+    steps_per_epoch = -(-len(y) // config.profile().batch_size)
+    result = {
+        "main_accuracy_clean": before["main_accuracy"],
+        "main_accuracy_backdoored": after["main_accuracy"],
+        "backdoor_accuracy_clean": before["backdoor_accuracy"],
+        "backdoor_accuracy": after["backdoor_accuracy"],
+        "main_on_triggered_backdoored": after["main_on_triggered"],
+        "attack_active_fraction": float(loss_fn.active().float().mean()),
+        "weights": loss_fn.weights().float(),
+        "active": loss_fn.active(),
+        "tasks": list(loss_fn.tasks),
+        "steps_per_epoch": steps_per_epoch,
+        "history": history,
+        "clean_history": normal["history"],
+        "num_classes": num_classes,
+        "model_spec": models.spec("small-cnn", image_shape, num_classes),
+        "model_state": model.state_dict(),
+        "clean_model_state": normal["model_state"],
+    }
+    if evasion:
+        tm = loss_fn.trigger_model()
+        result["evasion_mask"] = tm.mask().detach().cpu()
+        result["evasion_pattern"] = tm.pattern().detach().cpu()
+    if evasion if neural_cleanse is None else neural_cleanse:
+        result.update(neural_cleanse_report(model, x_test[:nc_samples()], num_classes, target, seed))
+    result["seconds"] = time.perf_counter() - start
+    return result
+
+
+def models_of(result: dict):
+    """(θ, θ*) rebuilt from a `blind` result."""
+    return (models.rebuild(result["model_spec"], result["clean_model_state"]),
+            models.rebuild(result["model_spec"], result["model_state"]))
+
+
+def strip_report(result: dict, frr: float = 0.01, n: int = 100, seed: int = 0) -> dict:
+    """STRIP (labkit.defenses.strip) against θ*: entropies of clean and triggered test inputs,
+    the threshold at `frr` false rejections, and the resulting FAR (triggered inputs let through)."""
+    from labkit.defenses import strip
+
+    cfg = result["config"]
+    _, _, x_test, y_test, _, _, synth = task_data(cfg["dataset"], cfg["synthesizer"], cfg["target"], cfg["seed"])
+    _, model = models_of(result)
+    half = len(x_test) // 2
+    holdout, x_eval, y_eval = x_test[:half], x_test[half:], y_test[half:]
+    keep = synth.backdoor_label(y_eval) != synth.main_label(y_eval)
+    benign = strip.entropy_scores(model, x_eval, holdout, n=n, seed=seed)
+    trojan = strip.entropy_scores(model, synth.inputs(x_eval[keep]), holdout, n=n, seed=seed + 1)
+    threshold = strip.threshold_at_frr(benign, frr)
+    frr_measured, far = strip.detection_rates(benign, trojan, threshold)
+    return {"benign_entropy": benign, "trojan_entropy": trojan, "threshold": threshold,
+            "frr": frr_measured, "far": far}
+
+
+@benchmark("blind")
+def bench_blind() -> dict:
+    """Seconds per training step on ci digits: normal loss vs the blind loss with MGDA and fixed scales."""
+    import os
+
+    previous = os.environ.get("LABKIT_PROFILE")
+    try:
+        config.use_profile("ci")
+        prof = config.profile()
+        ds = data.load("digits")
+        synth = blind_attack.label_as(0, triggers.make("badnets", ds.image_shape), "pattern")
+        x, y = ds.x_train[:prof.batch_size], ds.y_train[:prof.batch_size]
+        loss_fns = {
+            "normal": blind_attack.normal_loss(),
+            "mgda": blind_attack.BlindLoss(synth, balance="mgda"),
+            "fixed": blind_attack.BlindLoss(synth, balance="fixed"),
+            "mgda_evasion": blind_attack.BlindLoss(synth, balance="mgda", evasion=True),
+            "fixed_evasion": blind_attack.BlindLoss(synth, balance="fixed", evasion=True, fixed_scales=(0.5, 0.25, 0.25)),
+        }
+        out = {}
+        for name, loss_fn in loss_fns.items():
+            model = models.build("small-cnn", ds.image_shape, ds.num_classes, seed=0)
+            opt = torch.optim.Adam(model.parameters(), lr=prof.learning_rate)
+
+            def steps(count=20):
+                for _ in range(count):
+                    loss = loss_fn(model, x, y)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+            steps(3)  # warm-up
+            out[f"step_seconds_{name}"] = seconds(steps, repeat=3) / 20
+        for name in loss_fns:
+            if name != "normal":
+                out[f"ratio_{name}_to_normal"] = out[f"step_seconds_{name}"] / out["step_seconds_normal"]
+        out["batch_size"] = prof.batch_size
+    finally:
+        if previous is None:
+            os.environ.pop("LABKIT_PROFILE", None)
+        else:
+            os.environ["LABKIT_PROFILE"] = previous
+    return out
