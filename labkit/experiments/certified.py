@@ -1,0 +1,170 @@
+"""Certified defenses (notebook 04, Steinhardt, Koh & Liang): the exact sphere/slab upper bound, Algorithm 1's
+U* and candidate attack, and the attack's lower bound, for a norm-constrained linear SVM; the `certified`
+benchmark. Losses follow labkit.defenses.certified: hinge, summed and divided by the clean count n.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from labkit import pairs
+from labkit.bench import benchmark, seconds
+from labkit.defenses import certified as cert
+from labkit.errors import LabkitError
+from labkit.experiments import Param, register
+
+STORE_POINTS_LIMIT = 1_000_000  # poison points are kept in the result when T·D is at most this
+
+
+def _tensor(array) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(array, dtype=np.float64))
+
+
+def set_summary(fset: cert.FeasibleSet) -> dict:
+    """The feasible set as tensors (for the cache and the plots); rows are the labels (+1, −1).
+
+    centres / directions / centroids (2, D); radii, widths, slab_centres (2,) (width −1: no slab).
+    """
+    sets = [fset.sets[label] for label in cert.LABELS]
+    return {
+        "defense": fset.defense,
+        "labels": _tensor(cert.LABELS),
+        "centres": _tensor([s.centre for s in sets]),
+        "radii": _tensor([s.radius for s in sets]),
+        "directions": _tensor([s.direction if s.direction is not None else np.zeros_like(s.centre) for s in sets]),
+        "slab_centres": _tensor([s.slab_centre for s in sets]),
+        "widths": _tensor([s.width if s.direction is not None else -1.0 for s in sets]),
+        "centroids": _tensor([fset.centroids[label] for label in cert.LABELS]),
+    }
+
+
+def check_dataset(cfg: dict) -> None:
+    if cfg["centroids"] == "data-dependent" and cfg["defense"] == "none":
+        raise LabkitError("centroids=data-dependent needs a defense (sphere, slab or sphere+slab); "
+                          "defense=none has no centroids")
+
+
+@register("certified", {
+    "dataset": Param("digits-1-7", str, choices=pairs.PAIRS, help="binary dataset (labels −1/+1)"),
+    "epsilon": Param(0.1, float, 0, 1, help="poisoned fraction ε: the attacker adds εn points"),
+    "defense": Param("sphere+slab", str, choices=cert.DEFENSES, help="the sanitizer's feasible set"),
+    "percentile": Param(70.0, float, 0, 100, low_open=True, help="per-class percentile of clean distances for r_y, s_y"),
+    "centroids": Param("oracle", str, choices=("oracle", "data-dependent"),
+                       help="centroids from clean data, or from clean ∪ poison"),
+    "rho": Param(None, float, 0, 1e4, low_open=True, optional=True,
+                 help="norm budget ‖(w, b)‖² ≤ ρ (default: the dataset's)"),
+    "iterations": Param(None, int, 1, 100000, optional=True, help="Algorithm 1 steps T (default εn)"),
+    "eta": Param(None, float, 0, 1e6, low_open=True, optional=True,
+                 help="Algorithm 1 step size η (default √ρ/(G√T))"),
+    "seed": Param(0, int, 0, 2**31 - 1, help="seed of the toy-2d sample (the image pairs are fixed)"),
+}, summary=("upper_bound_exact", "upper_bound_alg1", "attack_train_loss", "attack_test_loss",
+            "attack_test_error", "clean_train_loss", "clean_test_error"), checks=(check_dataset,))
+def certified(dataset, epsilon, defense, percentile, centroids, rho, iterations, eta, seed):
+    """Upper and lower bounds on the loss an ε-fraction attacker can cause behind a sphere/slab sanitizer.
+
+    upper_bound_exact: min_θ U(θ) by one SOCP (oracle centroids; NaN for data-dependent centroids, which
+    have no convex certificate). upper_bound_alg1: Algorithm 1's U* (for data-dependent centroids, the
+    modified algorithm's heuristic U*). attack_*: the SVM retrained on D_c ∪ (D_p ∩ F); train loss is
+    (1/n)·L(θ̃; D_c ∪ D_p). oracle_upper_bound_exact: the oracle bound at the same ε and defense.
+    """
+    start = time.perf_counter()
+    pair = pairs.load(dataset, seed)
+    x, y = pair.x_train, pair.y_train
+    rho = rho or pair.rho
+    domain = (pair.domain_centre, pair.domain_radius)
+    oracle = cert.feasible_set(x, y, defense, domain, percentile)
+
+    theta_clean = cert.train_svm(x, y, rho)
+    clean_test_loss, clean_test_error = cert.test_scores(theta_clean, pair.x_test, pair.y_test)
+
+    tick = time.perf_counter()
+    exact, theta_exact = cert.exact_bound(x, y, oracle, epsilon, rho)
+    seconds_exact = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    if centroids == "oracle":
+        alg = cert.algorithm1(x, y, oracle, epsilon, rho, eta=eta, iterations=iterations)
+        final = oracle
+    else:
+        sets = cert.data_dependent_sets(x, y, defense, domain, epsilon, percentile)
+        alg = cert.algorithm1(x, y, sets, epsilon, rho, eta=eta, iterations=iterations)
+        final = sets(alg.poison_x, alg.poison_y)  # the defender's centroids from everything it received
+    seconds_alg1 = time.perf_counter() - tick
+    keep = final.contains(alg.poison_x, alg.poison_y)
+    attack = cert.retrain(x, y, alg.poison_x, alg.poison_y, alg.poison_weight, rho, pair.x_test, pair.y_test, keep)
+
+    iterations_run = len(alg.poison_y)
+    result = {
+        "upper_bound_exact": exact if centroids == "oracle" else float("nan"),
+        "oracle_upper_bound_exact": exact,
+        "upper_bound_alg1": alg.upper_bound,
+        "attack_train_loss": attack.train_loss,
+        "attack_test_loss": attack.test_loss,
+        "attack_test_error": attack.test_error,
+        "clean_train_loss": float(cert.hinge(theta_clean, x, y).mean()),
+        "clean_test_loss": clean_test_loss,
+        "clean_test_error": clean_test_error,
+        "regret_gap": alg.upper_bound - attack.train_loss,
+        "n_clean": int(len(y)), "dim": int(x.shape[1]), "rho": float(rho), "eta": float(alg.eta),
+        "iterations": iterations_run, "poison_weight": float(alg.poison_weight),
+        "poison_kept_fraction": float(keep.mean()),
+        "poison_positive_fraction": float(np.mean(alg.poison_y > 0)),
+        "u_history": _tensor(alg.u_history),
+        "theta_clean": _tensor(theta_clean), "theta_attack": _tensor(attack.theta), "theta_exact": _tensor(theta_exact),
+        "feasible_set": set_summary(final), "oracle_set": set_summary(oracle),
+        "seconds_exact": seconds_exact, "seconds_alg1": seconds_alg1,
+    }
+    if iterations_run * x.shape[1] <= STORE_POINTS_LIMIT:
+        result["poison_x"] = _tensor(alg.poison_x)
+        result["poison_y"] = _tensor(alg.poison_y)
+        result["poison_kept"] = torch.as_tensor(keep)
+        if alg.centroids is not None:  # data-dependent: the centroids each step saw, (T, 2, D) as (+1, −1)
+            result["centroid_path"] = _tensor([[c[1.0], c[-1.0]] for c in alg.centroids])
+    result["seconds"] = time.perf_counter() - start
+    return result
+
+
+# ------------------------------------------------------------------------------------------- benchmark
+def _argmax_timings(pair: pairs.Pair, prefix: str, calls: int) -> dict:
+    fset = cert.feasible_set(pair.x_train, pair.y_train, "sphere+slab", (pair.domain_centre, pair.domain_radius))
+    thetas = np.random.default_rng(0).normal(size=(calls, pair.dim + 1))
+    closed = seconds(lambda: [cert.worst_point(t, fset) for t in thetas], repeat=3) / calls
+    solver = seconds(lambda: [cert.worst_point_cvxpy(t, fset) for t in thetas[:5]]) / 5
+    return {f"{prefix}_argmax_closed_form_seconds": closed, f"{prefix}_argmax_cvxpy_seconds": solver,
+            f"{prefix}_argmax_speedup": solver / closed}
+
+
+def _bound_timings(pair: pairs.Pair, prefix: str, epsilon: float = 0.3) -> dict:
+    x, y = pair.x_train, pair.y_train
+    fset = cert.feasible_set(x, y, "sphere+slab", (pair.domain_centre, pair.domain_radius))
+    holder = {}
+    exact_seconds = seconds(lambda: holder.update(exact=cert.hinge_program(x, y, pair.rho, fset=fset, epsilon=epsilon)))
+    alg_seconds = seconds(lambda: holder.update(alg=cert.algorithm1(x, y, fset, epsilon, pair.rho)))
+    value, _, info = holder["exact"]
+    return {f"{prefix}_points": len(y), f"{prefix}_dims": pair.dim,
+            f"{prefix}_exact_bound_seconds": exact_seconds, f"{prefix}_alg1_seconds": alg_seconds,
+            f"{prefix}_alg1_over_exact_time": alg_seconds / exact_seconds,
+            f"{prefix}_exact_bound": value, f"{prefix}_alg1_bound": holder["alg"].upper_bound,
+            f"{prefix}_working_set_rounds": info["rounds"], f"{prefix}_working_set_size": info["working_set_size"]}
+
+
+@benchmark("certified")
+def bench_certified() -> dict:
+    """Closed-form vs cvxpy argmax per call (64-D and 784-D); exact-bound SOCP vs Algorithm 1 time at
+    ε = 0.3 with sphere+slab on digits-1-7 and on a 13,000 × 784 problem (MNIST-1-7, else synthetic)."""
+    from labkit import data
+
+    digits = pairs.load("digits-1-7")
+    if data.is_present("mnist"):
+        big, source = pairs.load("mnist-1-7", full=True), "mnist-1-7"
+    else:
+        big, source = pairs.synthetic(13000, 784), "synthetic"
+    out = {"large_problem": source}
+    out.update(_argmax_timings(digits, "d64", calls=2000))
+    out.update(_argmax_timings(big, "d784", calls=500))
+    out.update(_bound_timings(digits, "digits"))
+    out.update(_bound_timings(big, "large"))
+    return out
