@@ -1,0 +1,211 @@
+"""Neural Cleanse end to end (notebook 05): take a BadNets model (or a clean one), reverse-engineer a
+trigger for every label, run the MAD outlier test, then try the three mitigations with the reversed
+trigger of the flagged label(s); and the `neural-cleanse` benchmark (batched vs per-label)."""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from labkit import config, data, models, triggers
+from labkit.attacks import badnets as badnets_attack
+from labkit.bench import benchmark, seconds
+from labkit.defenses import nc_mitigation as mitigation
+from labkit.defenses import neural_cleanse as nc
+from labkit.errors import LabkitError
+from labkit.experiments import Param, register, run
+from labkit.experiments.badnets import check_target, fit
+from labkit.metrics import attack_success_rate, clean_accuracy
+from labkit.seed import generator
+from labkit.triggers import Trigger
+
+MAX_INFECTED = 4  # one trigger per image corner
+
+
+def corner_trigger(base: Trigger, corner: int) -> Trigger:
+    """`base` rotated by 180° (corner 1), mirrored left-right (2) or up-down (3): the k-th infected
+    label's own trigger in another corner. Corner 0 is `base` itself."""
+    dims = {0: (), 1: (-2, -1), 2: (-1,), 3: (-2,)}[corner]
+    if not dims:
+        return base
+    return Trigger(base.mask.flip(dims), base.pattern.flip(dims), base.amplitude, f"{base.name}-corner{corner}")
+
+
+def attack_setup(dataset: str, trigger: str, trigger_size: int | None, target: int, infected_labels: int,
+                 image_shape, num_classes: int) -> list[tuple[Trigger, int]]:
+    """[(trigger, target label)] for each infected label: labels target, target+1, ... (mod classes),
+    each with its own trigger in its own corner. `trigger_size` replaces the preset by a white square."""
+    base = (triggers.white_square(image_shape, size=trigger_size) if trigger_size
+            else triggers.make(trigger, image_shape))
+    return [(corner_trigger(base, k), (target + k) % num_classes) for k in range(infected_labels)]
+
+
+def poison_many(x, y, attacks, fraction: float, seed: int):
+    """BadNets for several (trigger, target) pairs on disjoint images: `fraction` of the set for each."""
+    x, y = x.clone(), y.clone()
+    touched = torch.zeros(len(y), dtype=torch.bool)
+    all_idx = []
+    for k, (trig, target) in enumerate(attacks):
+        eligible_y = torch.where(touched, torch.tensor(target), y)  # already-poisoned images are not eligible
+        idx = badnets_attack.choose_victims(eligible_y, round(fraction * len(y)), seed + k, exclude_label=target)
+        x[idx], y[idx] = trig.apply(x[idx]), target
+        touched[idx] = True
+        all_idx.append(idx)
+    return x, y, all_idx
+
+
+def victim_model(dataset, infected, poison_fraction, target, trigger, trigger_size, infected_labels, seed, ds):
+    """(model, model_spec) — notebook 01's cached BadNets model when it is the plain case."""
+    attacks = attack_setup(dataset, trigger, trigger_size, target, infected_labels, ds.image_shape, ds.num_classes)
+    if not infected:
+        r = run("badnets", dataset=dataset, poison_fraction=0.0, seed=seed)
+    elif trigger_size is None and infected_labels == 1:
+        r = run("badnets", dataset=dataset, poison_fraction=poison_fraction, target=target, trigger=trigger, seed=seed)
+    else:
+        x, y, _ = poison_many(ds.x_train, ds.y_train, attacks, poison_fraction, seed)
+        model, _, spec = fit("auto", ds, x, y, seed=seed, desc=f"victim ({infected_labels} infected)")
+        return model, spec, attacks
+    return models.rebuild(r["model_spec"], r["model_state"]), r["model_spec"], attacks
+
+
+def defender_sample(ds: data.Dataset, samples: int, seed: int) -> torch.Tensor:
+    """`samples` clean training images (the defender's clean data), drawn with their own generator."""
+    pick = torch.randperm(len(ds.y_train), generator=generator(seed + 1))[:samples]
+    return ds.x_train[pick]
+
+
+def check_config(cfg: dict) -> None:
+    check_target(cfg)
+    if cfg["trigger_size"] is not None and cfg["trigger_size"] > 12:
+        raise LabkitError(f"trigger_size must be an int in [1, 12], got {cfg['trigger_size']}")
+
+
+PARAMS = {
+    "dataset": Param("digits", str, choices=tuple(data.DATASETS), help="dataset"),
+    "infected": Param(True, bool, help="reverse-engineer a BadNets model (true) or a clean one (false)"),
+    "poison_fraction": Param(0.1, float, 0, 1, low_open=True, high_open=True,
+                             help="fraction of the training set poisoned per infected label"),
+    "target": Param(0, int, 0, 42, help="the (first) attacker's target label"),
+    "trigger": Param("badnets", str, choices=triggers.PRESETS, help="trigger preset"),
+    "trigger_size": Param(None, int, 1, 12, optional=True,
+                          help="a white square of this side instead of the preset (the larger-trigger case)"),
+    "infected_labels": Param(1, int, 1, MAX_INFECTED, help="labels target, target+1, ... each with its own trigger"),
+    "seed": Param(0, int, 0, 2**31 - 1, help="seed for the victim model and the optimisation"),
+    "samples": Param(None, int, 16, 100000, optional=True, help="clean images the defender uses (default: profile's)"),
+    "epochs": Param(None, int, 1, 5000, optional=True, help="maximum optimisation epochs (default: profile's)"),
+    "mode": Param("batched", str, choices=nc.MODES, help="all labels at once, or the reference's label loop"),
+    "mitigate": Param(True, bool, help="run the filter, pruning and unlearning"),
+    "fpr": Param(0.05, float, 0, 1, low_open=True, high_open=True, help="input filter's false positive rate"),
+}
+
+
+@register("neural-cleanse", PARAMS,
+          summary=("anomaly_index", "flagged_labels", "target_label", "l1_norms", "attack_success_rate",
+                   "clean_accuracy", "attack_success_rate_before", "clean_accuracy_before"),
+          checks=(check_config,))
+def neural_cleanse(dataset, infected, poison_fraction, target, trigger, trigger_size, infected_labels, seed,
+                   samples, epochs, mode, mitigate, fpr):
+    """Wang et al.: reverse-engineer every label's trigger, flag small outliers, patch the model."""
+    start = time.perf_counter()
+    ds = data.load(dataset)
+    model, spec, attacks = victim_model(dataset, infected, poison_fraction, target, trigger, trigger_size,
+                                        infected_labels, seed, ds)
+    x_clean = defender_sample(ds, samples or nc.default_sizes()["samples"], seed)
+    found = nc.reverse_engineer(model, x_clean, ds.num_classes, epochs=epochs, mode=mode, seed=seed, progress=False)
+    verdict = nc.detect(found["l1_norms"])
+    true_targets = [t for _, t in attacks] if infected else []
+    out = {
+        "anomaly_index": verdict["suspect_index"],  # of the smallest-norm label (the paper's Fig. 3)
+        "anomaly_indices": verdict["anomaly_index"].float(),
+        "flagged_labels": verdict["flagged_labels"],
+        "suspect_label": verdict["suspect_label"],
+        "target_label": true_targets[0] if true_targets else None,
+        "target_labels": true_targets,
+        "target_anomaly_index": float(verdict["anomaly_index"][true_targets[0]]) if true_targets else None,
+        "l1_norms": found["l1_norms"],
+        "masks": found["masks"],
+        "patterns": found["patterns"],
+        "reversed_success": found["success"],
+        "epochs_run": found["epochs_run"],
+        "trace": found["trace"],
+        "true_masks": torch.stack([t.mask for t, _ in attacks]),
+        "true_patterns": torch.stack([t.pattern.expand(ds.image_shape) for t, _ in attacks]),
+        "model_spec": spec,
+        "model_state": model.state_dict(),
+        "seconds_reverse": 0.0,
+    }
+    out["seconds_reverse"] = time.perf_counter() - start
+    if mitigate:
+        out.update(mitigate_model(model, ds, x_clean, found, verdict, attacks, fpr, seed))
+    out["seconds"] = time.perf_counter() - start
+    return out
+
+
+def reversed_trigger(found: dict, label: int) -> Trigger:
+    return Trigger(found["masks"][label], found["patterns"][label], 255.0, f"reversed {label}")
+
+
+def mitigate_model(model, ds, x_clean, found, verdict, attacks, fpr, seed) -> dict:
+    """The three mitigations with the flagged labels' reversed triggers (the smallest-norm label when
+    none is flagged); attack success is measured with each infected label's real trigger."""
+    labels = verdict["flagged_labels"] or [verdict["suspect_label"]]
+    reversed_triggers = [reversed_trigger(found, label) for label in labels]
+    original, main_target = attacks[0]
+    others = ds.y_test != main_target
+
+    def scores(m) -> tuple[float, float]:
+        asr = [attack_success_rate(m, ds.x_test, ds.y_test, trig, tgt) for trig, tgt in attacks]
+        return clean_accuracy(m, ds.x_test, ds.y_test), sum(asr) / len(asr)
+
+    acc0, asr0 = scores(model)
+    filt = mitigation.input_filter(model, x_clean, ds.x_test, original.apply(ds.x_test[others]),
+                                   reversed_triggers[0], fprs=sorted({0.01, 0.02, fpr, 0.1, 0.2}))
+    pruning = mitigation.prune(model, x_clean, reversed_triggers[0], ds.x_test, ds.y_test, original, main_target)
+    table = {"before": {"clean_accuracy": acc0, "attack_success_rate": asr0}}
+    for name, stamps in (("reversed", reversed_triggers), ("original", [t for t, _ in attacks]), ("clean", [])):
+        patched, _ = mitigation.unlearn(model, ds.x_train, ds.y_train, stamps, seed=seed)
+        acc, asr = scores(patched)
+        table[name] = {"clean_accuracy": acc, "attack_success_rate": asr}
+    return {
+        "mitigated_labels": labels,
+        "attack_success_rate_before": asr0,
+        "clean_accuracy_before": acc0,
+        "attack_success_rate": table["reversed"]["attack_success_rate"],
+        "clean_accuracy": table["reversed"]["clean_accuracy"],
+        "unlearning": table,
+        "filter": {k: filt[k] for k in ("fprs", "fnrs", "measured_fprs", "thresholds", "neurons")},
+        "filter_fnr": filt["fnrs"][filt["fprs"].index(fpr)],
+        "filter_scores": {"clean": filt["clean_scores"], "triggered": filt["triggered_scores"]},
+        "pruning": {k: v for k, v in pruning.items() if k != "order"},
+    }
+
+
+@benchmark("neural-cleanse")
+def bench_neural_cleanse() -> dict:
+    """Batched all-label reverse engineering vs the per-label loop, same epochs, same model and data
+    (ci-sized digits model, 10 labels, early stopping off so both do identical work)."""
+    import os
+
+    previous = os.environ.get("LABKIT_PROFILE")
+    try:
+        config.use_profile("ci")
+        ds = data.load("digits")
+        r = run("badnets", poison_fraction=0.1, seed=0)
+        model = models.rebuild(r["model_spec"], r["model_state"])
+        x = defender_sample(ds, 128, 0)
+        never_stop = nc.Schedule(early_stop_patience=10**9)
+        settings = dict(epochs=10, batch_size=32, seed=0, schedule=never_stop, progress=False,
+                        device=torch.device("cpu"))
+        batched = seconds(lambda: nc.reverse_engineer(model, x, ds.num_classes, mode="batched", **settings), repeat=2)
+        looped = seconds(lambda: nc.reverse_engineer(model, x, ds.num_classes, mode="per-label", **settings), repeat=2)
+    finally:
+        if previous is None:
+            os.environ.pop("LABKIT_PROFILE", None)
+        else:
+            os.environ["LABKIT_PROFILE"] = previous
+    labels, steps = ds.num_classes, settings["epochs"] * -(-len(x) // settings["batch_size"])
+    return {
+        "labels": labels, "epochs": settings["epochs"], "optimiser_steps_per_label": steps,
+        "batched_seconds": batched, "per_label_loop_seconds": looped, "speedup": looped / batched,
+        "batched_seconds_per_label": batched / labels, "per_label_loop_seconds_per_label": looped / labels,
+    }
