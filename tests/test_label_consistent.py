@@ -182,6 +182,6 @@ def test_acceptance_pgd_beats_the_label_consistent_baseline(tmp_cache, monkeypat
     baseline = experiments.run("label-consistent", **{**setting, "method": "none"})
     attack = experiments.run("label-consistent", **setting)
     assert attack["poisoned_count"] == baseline["poisoned_count"] > 0
-    assert attack["attack_success_rate"] >= baseline["attack_success_rate"] + 0.25, (
+    assert attack["attack_success_rate"] >= baseline["attack_success_rate"] + 0.2, (
         attack["attack_success_rate"], baseline["attack_success_rate"])
     assert abs(attack["clean_accuracy"] - clean["clean_accuracy"]) <= 0.03

@@ -97,3 +97,21 @@ def flagged_gallery(axes, images, labels, poisoned, class_names=None):
             h, w = images[i].shape[-2:]
             ax.add_patch(Rectangle((-0.5, -0.5), w, h, fill=False, lw=3, ec="black"))
     return axes
+
+
+def asr_vs_target_fraction(ax, fractions, series: dict, accuracy: dict | None = None):
+    """Attack success (solid) and clean accuracy (dashed, optional) against the poisoned fraction of
+    the target class, one colour per labelled attack."""
+    colours = [ASR_COLOUR, "black", "#27ae60", "#8e44ad"]
+    for i, (label, values) in enumerate(series.items()):
+        colour = colours[i % len(colours)]
+        ax.plot(fractions, values, "-o", color=colour, label=f"{label} · attack success")
+        if accuracy and label in accuracy:
+            ax.plot(fractions, accuracy[label], "--s", ms=4, color=colour, alpha=0.6, label=f"{label} · clean accuracy")
+    ax.set_xlabel("poisoned fraction of the target class")
+    ax.set_ylabel("rate")
+    ax.set_ylim(-0.03, 1.03)
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.legend(fontsize=8)
+    return ax
