@@ -357,7 +357,7 @@ def hinge_program(x: np.ndarray, y: np.ndarray, rho: float, *, weights: np.ndarr
         working_set = n * x.shape[1] > DIRECT_LIMIT
     chosen = np.arange(n)
     if working_set:
-        chosen = np.sort(np.random.default_rng(seed).permutation(n)[:min(n, 1000)])
+        chosen = np.sort(np.random.default_rng(seed).permutation(n)[:min(1000, max(100, n // 10))])
     rounds = 0
     while True:
         theta, restricted = _solve_hinge_socp(x[chosen], y[chosen], weights[chosen], normaliser, rho, fset, epsilon)
