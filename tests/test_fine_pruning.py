@@ -84,11 +84,9 @@ def test_fine_prune_leaves_the_input_model_alone():
 
 def test_loop_prunes_in_steps_and_stops_at_the_accuracy_budget():
     model, (x, y) = small_model(), data(96)
-    rows_seen = []
     final, rows = fp.fine_prune_loop(model, x[:64], y[:64], x[64:], y[64:], step_percent=25, max_drop=1.0,
                                      epochs=1, lr=1e-3, evaluate=lambda m: {"n": len(fp.pruned_channels(m))})
-    rows_seen = [r["percent"] for r in rows]
-    assert rows_seen == [0.0, 25.0, 50.0, 75.0]  # a budget of 1.0 never stops it; one channel is always kept
+    assert [r["percent"] for r in rows] == [0.0, 25.0, 50.0, 75.0]  # a budget of 1.0 never stops it; one channel is always kept
     assert all(r["accepted"] for r in rows) and len(fp.pruned_channels(final)) == 0  # masks folded in
     assert int((final.conv2.weight.flatten(1).abs().sum(1) == 0).sum()) == 48
     _, strict = fp.fine_prune_loop(model, x[:64], y[:64], x[64:], y[64:], step_percent=25, max_drop=-1.0,
@@ -115,9 +113,14 @@ def test_experiment_keys_and_ranges(tmp_cache):
     assert experiments.run("fine-pruning", prune_percent=10, finetune=True, finetune_epochs=1,
                            clean_size=50)["attack_success_rate"] == r["attack_success_rate"]  # same seed, same numbers
     for key, bad in (("prune_percent", 101), ("finetune_lr", 0), ("attack", "blend"), ("clean_size", 5),
-                     ("attacker_prune_percent", 99)):
+                     ("attacker_prune_percent", 99), ("finetune_epochs", -1), ("finetune", "maybe")):
         with pytest.raises(LabkitError, match=key):
             experiments.run("fine-pruning", **{key: bad})
+    for key, bad in (("step_percent", 0), ("max_drop", 2)):
+        with pytest.raises(LabkitError, match=key):
+            experiments.run("fine-pruning-loop", **{key: bad})
+    with pytest.raises(LabkitError, match="prune_percent"):
+        experiments.run("pruning-aware", prune_percent=-5)
     curve = experiments.run("pruning-curve", clean_size=50)
     assert curve["percents"][:3] == [0.0, 5.0, 10.0] and len(curve["clean_accuracy"]) == 20
     assert curve["clean_accuracy"][0] == r["original_clean_accuracy"]

@@ -95,7 +95,7 @@ def test_strip_experiment_keys_and_ranges(tmp_cache):
     assert {"frr", "far", "threshold"} <= set(r) and 0 <= r["frr"] <= 1 and 0 <= r["far"] <= 1
     assert r["benign_entropies"].shape == (40,) and r["calibration_entropies"].shape == (60,)
     assert r["n_copies"] == 8 and r["benign_mean_entropy"] > r["trojan_mean_entropy"]
-    for key, bad in (("frr", 0.0), ("frr", 1.0), ("n", 0), ("method", "median")):
+    for key, bad in (("frr", 0.0), ("frr", 1.0), ("n", 0), ("method", "median"), ("eval_size", 3)):
         with pytest.raises(LabkitError, match=key):
             experiments.run("strip", **{key: bad})
 

@@ -47,6 +47,21 @@ def default_eval_size() -> int | None:
     return config.pick(ci=100, lab=300, paper=2000)
 
 
+def prune_grid() -> tuple[float, ...]:
+    """Pruned percentages the notebook sweeps with fine-tuning (and its widget offers)."""
+    return config.pick(ci=(0.0, 50.0, 80.0), lab=(0.0, 20.0, 40.0, 60.0, 80.0, 90.0),
+                       paper=tuple(float(p) for p in range(0, 100, 10)))
+
+
+def finetune_budgets() -> list[dict]:
+    """Fine-tuning budgets compared in the notebook: (clean images, Adam lr) as `fine-pruning` overrides."""
+    return config.pick(ci=[{"clean_size": 100, "finetune_lr": 5e-4}, {"finetune_lr": 3e-3}],
+                       lab=[{"clean_size": 200, "finetune_lr": 5e-4}, {"finetune_lr": 1e-3}, {"finetune_lr": 3e-3}],
+                       paper=[{"clean_size": 200, "finetune_lr": 5e-4}, {"finetune_lr": 1e-3}, {"finetune_lr": 3e-3}])
+
+
+FRR_GRID = (0.01, 0.02, 0.05, 0.1, 0.2)  # target FRRs the notebook's widget offers
+
 ATTACK = {
     **COMMON,
     "attack": Param("badnets", str, choices=ATTACKS, help="how the victim was backdoored"),
