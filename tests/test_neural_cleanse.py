@@ -163,3 +163,142 @@ def test_bad_arguments_raise_one_line_errors():
         nc.reverse_engineer(model, x, 4, mode="fast")
     with pytest.raises(LabkitError, match="labels"):
         nc.reverse_engineer(model, x, 4, labels=[7])
+
+
+# --- mitigations ----------------------------------------------------------------------------------
+
+from labkit import experiments, triggers  # noqa: E402
+from labkit.defenses import nc_mitigation as mit  # noqa: E402
+from labkit.experiments import neural_cleanse as nc_exp  # noqa: E402
+
+
+def test_unlearning_set_stamps_a_fifth_from_every_class_and_keeps_labels():
+    x = torch.rand(1000, 1, 8, 8)
+    y = torch.arange(1000) % 10
+    trig = triggers.make("pixel", (1, 8, 8))
+    xs, ys, stamped = mit.unlearning_set(x, y, [trig], sample_fraction=0.1, min_images=0, seed=0)
+    assert len(ys) == 100 and len(stamped) == 20
+    assert len(set(ys[stamped].tolist())) >= 5  # drawn from all classes, not one
+    assert torch.equal(xs[stamped], trig.apply(xs[stamped]))  # stamped …
+    clean = torch.ones(100, dtype=torch.bool)
+    clean[stamped] = False
+    assert not torch.equal(xs[clean], trig.apply(xs[clean]))  # … and only those
+    xs2, ys2, _ = mit.unlearning_set(x, y, [trig], sample_fraction=0.1, min_images=0, seed=0)
+    assert torch.equal(ys, ys2) and torch.equal(xs, xs2)
+    # at least min_images; a clean-only set stamps nothing
+    _, ys3, none = mit.unlearning_set(x, y, [], sample_fraction=0.1, min_images=600, seed=0)
+    assert len(ys3) == 600 and len(none) == 0
+    with pytest.raises(LabkitError, match="sample_fraction"):
+        mit.unlearning_set(x, y, [], sample_fraction=0.0)
+
+
+class BackdooredNet(torch.nn.Module):
+    """Hand-built: neuron 0 of the embedding fires on a bright bottom-right pixel and votes for label 0;
+    the other neurons copy the mean brightness of a row and vote for labels by row."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = torch.nn.Linear(16, 4)
+        self.fc2 = torch.nn.Linear(4, 3)
+        with torch.no_grad():
+            self.fc1.weight.zero_(), self.fc1.bias.zero_(), self.fc2.weight.zero_(), self.fc2.bias.zero_()
+            self.fc1.weight[0, 15] = 10.0
+            self.fc1.bias[0] = -5.0
+            self.fc1.weight[1, 0:4] = 1.0
+            self.fc1.weight[2, 4:8] = 1.0
+            self.fc1.weight[3, 8:12] = 1.0
+            self.fc2.weight[0, 0] = 10.0
+            self.fc2.weight[0, 1] = 1.0
+            self.fc2.weight[1, 2] = 1.0
+            self.fc2.weight[2, 3] = 1.0
+
+    def embed(self, x):
+        return torch.relu(self.fc1(x.flatten(1)))
+
+    def forward(self, x):
+        return self.fc2(self.embed(x))
+
+
+def backdoor_problem():
+    gen = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (60,), generator=gen)
+    x = torch.rand(60, 1, 4, 4, generator=gen) * 0.2
+    for i, label in enumerate(y):
+        x[i, 0, int(label)] += 0.6  # row `label` bright → label
+    x[:, 0, 3, 3] = 0.0
+    mask = torch.zeros(4, 4)
+    mask[3, 3] = 1.0
+    trig = triggers.Trigger(mask, torch.ones(1, 4, 4))
+    return BackdooredNet().eval(), x, y, trig
+
+
+def test_filter_ranks_the_backdoor_neuron_and_meets_its_fpr():
+    model, x, y, trig = backdoor_problem()
+    order, gain = mit.rank_neurons(model, x, trig)
+    assert int(order[0]) == 0 and gain[0] > 1
+    out = mit.input_filter(model, x, x, trig.apply(x), trig, fprs=(0.05, 0.1), top_fraction=0.25)
+    assert out["neurons"].tolist() == [0]
+    assert all(m <= f + 1e-9 for m, f in zip(out["measured_fprs"], out["fprs"]))
+    assert out["fnrs"] == [0.0, 0.0]
+
+
+def test_pruning_stops_once_the_reversed_trigger_fails():
+    model, x, y, trig = backdoor_problem()
+    assert float((model(x).argmax(1) == y).float().mean()) == 1.0
+    out = mit.prune(model, x, trig, x, y, trig, target=0)
+    assert out["asr_original"][0] == 1.0 and out["pruned"][0] == 0
+    assert out["stopped_at"] == 1  # pruning neuron 0 removes the backdoor
+    assert out["asr_reversed"][1] == 0.0 and out["clean_accuracy"][1] == 1.0
+
+
+def test_poison_many_uses_disjoint_images_and_corner_triggers():
+    shape = (1, 16, 16)
+    attacks = nc_exp.attack_setup("digits", "badnets", None, 0, 2, shape, 10)
+    assert [t for _, t in attacks] == [0, 1]
+    assert not torch.equal(attacks[0][0].mask, attacks[1][0].mask)
+    assert attacks[1][0].mask.sum() == attacks[0][0].mask.sum() == 9
+    big = nc_exp.attack_setup("digits", "badnets", 6, 3, 1, shape, 10)
+    assert big[0][0].mask.sum() == 36 and big[0][1] == 3
+    x = torch.rand(200, 1, 16, 16)
+    y = torch.arange(200) % 10
+    _, y_poisoned, idx = nc_exp.poison_many(x, y, attacks, 0.1, seed=0)
+    assert len(idx[0]) == len(idx[1]) == 20 and not set(idx[0].tolist()) & set(idx[1].tolist())
+    assert (y_poisoned[idx[0]] == 0).all() and (y_poisoned[idx[1]] == 1).all()
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("trigger_size", 13, r"\[1, 12\]"), ("infected_labels", 5, r"\[1, 4\]"), ("mode", "fast", "batched"),
+    ("fpr", 1.0, r"\(0, 1\)"), ("poison_fraction", 0.0, r"\(0, 1\)"), ("samples", 3, "16"),
+])
+def test_experiment_rejects_bad_knobs(key, value, message):
+    with pytest.raises(LabkitError, match=message):
+        experiments.get("neural-cleanse").resolve({key: value})
+
+
+def test_experiment_ci_smoke(tmp_cache):
+    r = experiments.run("neural-cleanse", epochs=6, samples=32)
+    assert r["masks"].shape == (10, 16, 16) and r["patterns"].shape == (10, 1, 16, 16)
+    assert len(r["l1_norms"]) == 10 and r["target_label"] == 0
+    assert set(r["unlearning"]) == {"before", "reversed", "original", "clean"}
+    assert r["attack_success_rate_before"] > 0.5
+    public = experiments.public(r)
+    for key in ("anomaly_index", "flagged_labels", "target_label", "l1_norms", "attack_success_rate",
+                "clean_accuracy"):
+        assert key in public
+
+
+# --- acceptance: digits, lab profile, fixed seed ------------------------------------------------
+
+def test_acceptance_lab_profile_digits(tmp_cache, monkeypatch):
+    monkeypatch.setenv("LABKIT_PROFILE", "lab")
+    infected = experiments.run("neural-cleanse", dataset="digits", infected=True, target=0, seed=0)
+    clean = experiments.run("neural-cleanse", dataset="digits", infected=False, seed=0)
+    assert 0 in infected["flagged_labels"]
+    assert infected["target_anomaly_index"] > 2
+    assert infected["anomaly_index"] == pytest.approx(infected["target_anomaly_index"])  # the smallest norm
+    assert infected["target_anomaly_index"] > clean["anomaly_index"] + 1.5  # clearly above the clean model's
+    before = infected["unlearning"]["before"]
+    after = infected["unlearning"]["reversed"]
+    assert before["attack_success_rate"] > 0.9
+    assert after["attack_success_rate"] < 0.10
+    assert after["clean_accuracy"] >= before["clean_accuracy"] - 0.03

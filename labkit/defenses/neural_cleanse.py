@@ -133,9 +133,9 @@ def default_sizes() -> dict:
     """The profile's optimisation sizes: clean images used, mini-batch, maximum epochs (the reference:
     1,000 images, batches of 32, up to 1,000 epochs)."""
     return {
-        "samples": config.pick(ci=128, lab=256, paper=1000),
+        "samples": config.pick(ci=64, lab=128, paper=1000),
         "batch_size": 32,
-        "epochs": config.pick(ci=40, lab=150, paper=1000),
+        "epochs": config.pick(ci=40, lab=120, paper=1000),
     }
 
 

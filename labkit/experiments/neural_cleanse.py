@@ -12,7 +12,6 @@ from labkit.attacks import badnets as badnets_attack
 from labkit.bench import benchmark, seconds
 from labkit.defenses import nc_mitigation as mitigation
 from labkit.defenses import neural_cleanse as nc
-from labkit.errors import LabkitError
 from labkit.experiments import Param, register, run
 from labkit.experiments.badnets import check_target, fit
 from labkit.metrics import attack_success_rate, clean_accuracy
@@ -74,12 +73,6 @@ def defender_sample(ds: data.Dataset, samples: int, seed: int) -> torch.Tensor:
     return ds.x_train[pick]
 
 
-def check_config(cfg: dict) -> None:
-    check_target(cfg)
-    if cfg["trigger_size"] is not None and cfg["trigger_size"] > 12:
-        raise LabkitError(f"trigger_size must be an int in [1, 12], got {cfg['trigger_size']}")
-
-
 PARAMS = {
     "dataset": Param("digits", str, choices=tuple(data.DATASETS), help="dataset"),
     "infected": Param(True, bool, help="reverse-engineer a BadNets model (true) or a clean one (false)"),
@@ -102,7 +95,7 @@ PARAMS = {
 @register("neural-cleanse", PARAMS,
           summary=("anomaly_index", "flagged_labels", "target_label", "l1_norms", "attack_success_rate",
                    "clean_accuracy", "attack_success_rate_before", "clean_accuracy_before"),
-          checks=(check_config,))
+          checks=(check_target,))
 def neural_cleanse(dataset, infected, poison_fraction, target, trigger, trigger_size, infected_labels, seed,
                    samples, epochs, mode, mitigate, fpr):
     """Wang et al.: reverse-engineer every label's trigger, flag small outliers, patch the model."""
