@@ -59,7 +59,7 @@ def _from_dataset(name: str, ds: data.Dataset, rho: float) -> Pair:
 
 def toy_2d(n_per_class: int | None = None, seed: int = 0) -> Pair:
     """Two unit-variance Gaussians at (−1.5, −0.5) (label −1) and (1.5, 0.5) (label +1); 25% held out for test."""
-    n_per_class = n_per_class or config.pick(ci=60, lab=150, paper=500)
+    n_per_class = n_per_class or config.pick(ci=100, lab=200, paper=500)
     gen = rng(seed)
     means = {-1.0: np.array([-1.5, -0.5]), 1.0: np.array([1.5, 0.5])}
     x = np.concatenate([gen.normal(means[label], 1.0, size=(n_per_class, 2)) for label in (-1.0, 1.0)])

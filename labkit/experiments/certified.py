@@ -10,13 +10,25 @@ import time
 import numpy as np
 import torch
 
-from labkit import pairs
+from labkit import config, pairs
 from labkit.bench import benchmark, seconds
 from labkit.defenses import certified as cert
 from labkit.errors import LabkitError
 from labkit.experiments import Param, register
 
 STORE_POINTS_LIMIT = 1_000_000  # poison points are kept in the result when T·D is at most this
+PERCENTILES = (50.0, 60.0, 70.0, 80.0, 90.0)  # the widget's radius percentiles
+
+
+def epsilons() -> tuple[float, ...]:
+    """The ε grid of notebook 04's bound-vs-ε curves, per profile (the paper goes up to 0.3)."""
+    return config.pick(ci=(0.0, 0.1, 0.3), lab=(0.0, 0.05, 0.1, 0.15, 0.2, 0.3),
+                       paper=(0.0, 0.03, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3))
+
+
+def iteration_grid() -> tuple[int, ...]:
+    """Algorithm 1 iteration counts T for the regret-gap figure, per profile."""
+    return config.pick(ci=(10, 40, 160), lab=(10, 30, 100, 300, 1000), paper=(10, 30, 100, 300, 1000, 3000, 10000))
 
 
 def _tensor(array) -> torch.Tensor:
