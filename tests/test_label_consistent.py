@@ -171,17 +171,18 @@ def test_experiment_reports_and_caches(tmp_cache):
 
 
 def test_acceptance_pgd_beats_the_label_consistent_baseline(tmp_cache, monkeypatch):
-    """Digits, lab profile, seed 0, the lab's headline setting (PGD ℓ2, thesis ε = 1200, adversarially
-    trained surrogate, half of class 0 poisoned, full-amplitude one-corner trigger): PGD's attack success is
-    clearly above the trigger-only baseline at the same poisoned fraction, and clean accuracy stays within
-    3 points of the unpoisoned model."""
+    """Digits, lab profile, seed 0, target class 3, the lab's headline attack (PGD ℓ2 at thesis ε = 1200
+    against an adversarially trained surrogate, half of the target class poisoned, full-amplitude one-corner
+    trigger): attack success is clearly above the trigger-only baseline at the same poisoned fraction, and
+    clean accuracy stays within 3 points of the unpoisoned model. (Measured while building this lab:
+    PGD 72.5% vs baseline 17.1%, seed 1 61% vs 2%; target 0: 42% vs 0.2%.)"""
     monkeypatch.setenv("LABKIT_PROFILE", "lab")
-    setting = {**lcx.SETTING, "dataset": "digits", "target": 0, "seed": 0}
+    setting = {**lcx.SETTING, "dataset": "digits", "target": 3, "seed": 0}
     assert setting["method"] == "pgd-l2" and setting["poison_fraction"] < 1
     clean = experiments.run("label-consistent", **{**setting, "method": "none", "poison_fraction": 0.0})
     baseline = experiments.run("label-consistent", **{**setting, "method": "none"})
     attack = experiments.run("label-consistent", **setting)
     assert attack["poisoned_count"] == baseline["poisoned_count"] > 0
-    assert attack["attack_success_rate"] >= baseline["attack_success_rate"] + 0.2, (
+    assert attack["attack_success_rate"] >= baseline["attack_success_rate"] + 0.3, (
         attack["attack_success_rate"], baseline["attack_success_rate"])
     assert abs(attack["clean_accuracy"] - clean["clean_accuracy"]) <= 0.03

@@ -55,7 +55,7 @@ def method_bars(ax, labels, attack_success, clean_accuracy, reference_accuracy: 
     ax.set_xticks(x, labels, rotation=20, ha="right", fontsize=8)
     ax.set_ylim(0, 1.03)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=3, frameon=False)
     return ax
 
 
@@ -95,7 +95,8 @@ def flagged_gallery(axes, images, labels, poisoned, class_names=None):
         ax.set_title(class_names[label] if class_names else str(label), fontsize=8)
         if bool(poisoned[i]):
             h, w = images[i].shape[-2:]
-            ax.add_patch(Rectangle((-0.5, -0.5), w, h, fill=False, lw=3, ec="black"))
+            ax.add_patch(Rectangle((-0.5, -0.5), w, h, fill=False, lw=4, ec="black", clip_on=False))
+            ax.set_title(f"{ax.get_title()} ☠", fontsize=8)
     return axes
 
 
