@@ -220,32 +220,47 @@ def strip_inputs(ds: data.Dataset, trig, target: int, eval_size: int | None, see
     return x, y, trig.apply(x[eligible]), y[eligible]
 
 
-@register("strip", {
-    **ATTACK, **DEFENDER,
-    "frr": Param(0.05, float, 0, 1, low_open=True, high_open=True, help="target false rejection rate (fraction)"),
+STRIP_INPUTS = {
     "n": Param(None, int, 1, 100000, optional=True, help="perturbed copies per input (default: the profile's; the paper's 100)"),
-    "method": Param("normal", str, choices=strip.METHODS, help="threshold from a normal fit (the paper) or the empirical quantile"),
     "eval_size": Param(None, int, 10, 100000, optional=True, help="clean test inputs screened (default: the profile's)"),
-}, summary=("frr", "far", "threshold", "target_frr", "benign_mean_entropy", "trojan_mean_entropy"),
-    checks=(check_target,))
-def strip_experiment(dataset, attack, poison_fraction, target, trigger, amplitude, seed, attacker_prune_percent,
-                     clean_size, frr, n, method, eval_size):
-    """STRIP on the backdoored model: calibrate the threshold on the defender's clean images at the target
-    FRR, then measure FRR on clean test inputs and FAR on triggered ones."""
+}
+
+
+@register("strip-entropies", {**ATTACK, **DEFENDER, **STRIP_INPUTS},
+          summary=("n_copies", "benign_mean_entropy", "trojan_mean_entropy"), checks=(check_target,))
+def strip_entropies(dataset, attack, poison_fraction, target, trigger, amplitude, seed, attacker_prune_percent,
+                    clean_size, n, eval_size):
+    """STRIP entropies on the backdoored model: of the defender's clean images (calibration), of clean test
+    inputs and of triggered test inputs. Cached apart from the threshold, which is cheap."""
     cfg = dict(locals())
     model, ds, trig, poisoned = attacked(cfg)
     x_holdout, _ = defender_data(ds, poisoned, clean_size, seed)
     copies = n or default_strip_n()
     x_clean, y_clean, x_trojan, y_trojan = strip_inputs(ds, trig, target, eval_size, seed)
-    calibration = strip.entropy_scores(model, x_holdout, x_holdout, copies, seed=seed)
     benign = strip.entropy_scores(model, x_clean, x_holdout, copies, seed=seed + 1)
     trojan = strip.entropy_scores(model, x_trojan, x_holdout, copies, seed=seed + 2)
-    threshold = strip.threshold_at_frr(calibration, frr, method)
-    measured_frr, far = strip.detection_rates(benign, trojan, threshold)
-    return {"frr": measured_frr, "far": far, "threshold": threshold, "target_frr": frr, "n_copies": copies,
-            "benign_mean_entropy": float(benign.mean()), "trojan_mean_entropy": float(trojan.mean()),
-            "calibration_entropies": calibration, "benign_entropies": benign, "trojan_entropies": trojan,
-            "benign_labels": y_clean, "trojan_labels": y_trojan}
+    return {"n_copies": copies, "benign_mean_entropy": float(benign.mean()), "trojan_mean_entropy": float(trojan.mean()),
+            "calibration_entropies": strip.entropy_scores(model, x_holdout, x_holdout, copies, seed=seed),
+            "benign_entropies": benign, "trojan_entropies": trojan, "benign_labels": y_clean, "trojan_labels": y_trojan}
+
+
+@register("strip", {
+    **ATTACK, **DEFENDER,
+    "frr": Param(0.05, float, 0, 1, low_open=True, high_open=True, help="target false rejection rate (fraction)"),
+    "method": Param("normal", str, choices=strip.METHODS, help="threshold from a normal fit (the paper) or the empirical quantile"),
+    **STRIP_INPUTS,
+}, summary=("frr", "far", "threshold", "target_frr", "benign_mean_entropy", "trojan_mean_entropy"),
+    checks=(check_target,))
+def strip_experiment(dataset, attack, poison_fraction, target, trigger, amplitude, seed, attacker_prune_percent,
+                     clean_size, frr, method, n, eval_size):
+    """STRIP on the backdoored model: calibrate the threshold on the defender's clean images at the target
+    FRR, then measure FRR on clean test inputs and FAR on triggered ones."""
+    cfg = dict(locals())
+    scores = run("strip-entropies", **{k: cfg[k] for k in cfg if k not in ("frr", "method")})
+    threshold = strip.threshold_at_frr(scores["calibration_entropies"], frr, method)
+    measured_frr, far = strip.detection_rates(scores["benign_entropies"], scores["trojan_entropies"], threshold)
+    return {**{k: v for k, v in scores.items() if k != "config"},
+            "frr": measured_frr, "far": far, "threshold": threshold, "target_frr": frr}
 
 
 @register("defense-pipeline", {
