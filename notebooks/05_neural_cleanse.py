@@ -137,7 +137,7 @@ plt.show()
 # **(c) Unlearning**: fine-tune one epoch on a 10% clean sample in which 20% of the images (from every class)
 # carry the reversed trigger and keep their true label — against the same with the real trigger and with
 # clean images only (the paper's Table IV). The paper's 10% of MNIST is 6,000 images; 10% of digits would be
-# 135 (nine steps, too few to recover), so labkit takes at least 600 images.
+# 135 (a handful of steps, too few to recover), so labkit takes at least 600 images (SGD, batches of 8).
 
 # %%
 fig, ax = plt.subplots(figsize=(7.5, 3.6))
@@ -195,7 +195,7 @@ display(Markdown(f"""
 | anomaly index, clean model (smallest label) | < 2 | {', '.join(f'{v:.2f}' for v in clean_indices)} (seeds {list(prof.seeds)}) |
 | unlearning with reversed trigger: accuracy / ASR | 97.69% / 0.57% | {table['reversed']['clean_accuracy']:.2%} / {table['reversed']['attack_success_rate']:.2%} |
 | … with the original trigger / clean images: ASR | 0.29% / 93.37% | {table['original']['attack_success_rate']:.2%} / {table['clean']['attack_success_rate']:.2%} |
-| time per label | 14.6 s (Titan X, 1,283 labels) | {infected['seconds_reverse'] / ds.num_classes:.2f} s (CPU, {ds.num_classes} labels batched, incl. loading the model) |
+| time per label | 14.6 s (Titan X, 1,283 labels) | {infected['seconds_reverse'] / ds.num_classes:.2f} s (CPU, {ds.num_classes} labels batched, up to {sizes['epochs']} epochs) |
 """))
 
 # %% [markdown]
