@@ -169,7 +169,7 @@ plt.show()
 def plot_size(trigger_size):
     r = experiments.run("neural-cleanse", dataset=DATASET, target=TARGET, seed=SEED, trigger_size=trigger_size)
     fig, axes = plt.subplots(1, 4, figsize=(12, 2.9), gridspec_kw={"width_ratios": [1, 1, 1, 3]})
-    nc_plots.trigger_row(axes[:2], r["true_masks"][:1], r["true_patterns"][:1], ["real trigger"])
+    nc_plots.trigger_row(axes[:1], r["true_masks"][:1], r["true_patterns"][:1], ["real trigger"])
     nc_plots.trigger_row(axes[1:3], r["masks"][[TARGET, r["suspect_label"]]], r["patterns"][[TARGET, r["suspect_label"]]],
                          [f"reversed, label {TARGET}", f"smallest: label {r['suspect_label']}"])
     nc_plots.l1_bars(axes[3], r["l1_norms"], r["flagged_labels"], TARGET,
