@@ -40,7 +40,7 @@ SETTING = {"method": "pgd-l2", "epsilon": 1200.0, "surrogate": "adversarial", "p
 def sizes() -> dict:
     """This paper's own sizes for the active profile (surrogate, PGD, VAE, victim)."""
     return {
-        "victim_epochs": config.pick(ci=6, lab=config.profile().epochs, paper=config.profile().epochs),
+        "victim_epochs": config.pick(ci=4, lab=config.profile().epochs, paper=config.profile().epochs),
         "surrogate_epochs": config.pick(ci=4, lab=10, paper=30),
         "adv_train_steps": config.pick(ci=2, lab=3, paper=7),
         "pgd_steps": config.pick(ci=10, lab=20, paper=100),
