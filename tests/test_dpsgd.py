@@ -174,7 +174,7 @@ def test_settings_reject_bad_values():
         dp.DPSettings(noise_multiplier=-0.5).check()
 
 
-@pytest.mark.parametrize("mode", ["hooks", "ghost"])
+@pytest.mark.parametrize("mode", ["hooks", "ew", "functorch", "ghost"])
 def test_grad_sample_modes_clip_the_same_gradient(mode):
     """Each selectable mode's clipped lot gradient (σ = 0, C = 1) equals plain per-example clipping."""
     ds, model = tiny_model()
