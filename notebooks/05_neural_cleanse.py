@@ -94,7 +94,7 @@ plt.show()
 
 # %%
 norms = infected["l1_norms"].double()
-median = norms.median()
+median = norms.median()  # torch: the lower of the two middle values for 10 labels (numpy would average them)
 mad = 1.4826 * (norms - median).abs().median()
 index = (norms - median).abs() / mad
 print("anomaly index per label:", [round(v, 2) for v in index.tolist()])
@@ -203,7 +203,7 @@ display(Markdown(f"""
 # 1. Push the widget to larger triggers. At what side does the target stop being flagged, and does the reversed
 #    mask still sit where the real trigger is? Compare with the paper's Fig. 12–13 (GTSRB has 43 labels: why
 #    does that help?).
-# 2. Run `labkit run neural-cleanse --set infected=false --set seed=S --json` for a few seeds. How often is a
+# 2. Run `labkit run neural-cleanse --set infected=false seed=S --json` for a few seeds. How often is a
 #    clean model flagged? What would more labels, or a larger `samples`, change?
 # 3. Unlearning with the reversed trigger of a *wrongly* flagged label: run the clean model's mitigation
 #    (`infected=false`) and compare its clean accuracy before and after. Is patching false positives cheap?
