@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from labkit import data, experiments, models, triggers
 from labkit.attacks import blind, calculator, mgda
 from labkit.errors import LabkitError
+from labkit.experiments import blind as blind_exp
 
 SHAPE = (1, 16, 16)
 
@@ -211,6 +212,6 @@ def test_acceptance_evasion_lowers_the_anomaly_index(tmp_cache, monkeypatch):
     """With L_ev, Neural Cleanse's anomaly index of the target label drops clearly (seed 0)."""
     monkeypatch.setenv("LABKIT_PROFILE", "lab")
     plain = experiments.run("blind", synthesizer="pattern", neural_cleanse=True, seed=0)
-    evaded = experiments.run("blind", synthesizer="pattern", evasion=True, seed=0)
+    evaded = experiments.run("blind", synthesizer="pattern", evasion=True, seed=0, **blind_exp.EVASION)
     assert evaded["anomaly_index"] <= plain["anomaly_index"] - 1.0, (plain["anomaly_index"], evaded["anomaly_index"])
     assert evaded["backdoor_accuracy"] >= 0.9

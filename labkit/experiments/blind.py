@@ -22,7 +22,26 @@ DIGIT_DATASETS = ("digits", "mnist", "fashion-mnist")
 
 def calculator_pairs() -> tuple[int, int]:
     """(train, test) pairs for the calculator task in the active profile."""
-    return config.pick(ci=(2000, 500), lab=(6000, 1000), paper=(60000, 10000))
+    return config.pick(ci=(1500, 500), lab=(6000, 1000), paper=(60000, 10000))
+
+
+def default_epochs() -> int:
+    """Training epochs for θ and θ* (the profile's, but fewer in ci: every run here trains two models)."""
+    return config.pick(ci=5, lab=config.profile().epochs, paper=config.profile().epochs)
+
+
+# The evasion setting the notebook and the acceptance test use. On a small CNN trained from scratch, MGDA
+# over three conflicting losses starved the main task (digits, lab, seed 0: main 90% / backdoor 76% with
+# nc_lambda 0.1; 63% / 69% with 0.01), so the evasion runs use fixed scales (α = 0.6, 0.3, 0.1) and a
+# Neural Cleanse L1 weight that keeps the attacker's trigger small (a full 16x16 mask costs 25 nats).
+EVASION = {"balance": "fixed", "backdoor_scale": 0.3, "evasion_scale": 0.1, "nc_lambda": 0.1}
+
+SHAPING_CLIP = 1.0  # L2 bound S on the batch gradient for the DP-style shaping sweep
+
+
+def shaping_noise() -> tuple[float, ...]:
+    """Noise multipliers σ swept for DP-style gradient shaping in the active profile."""
+    return config.pick(ci=(0.0, 1.0), lab=(0.0, 2.0), paper=(0.0, 0.5, 1.0, 2.0, 4.0))
 
 
 def nc_samples() -> int:
@@ -71,7 +90,7 @@ def _train(loss_fn, x, y, x_test, y_test, synth, num_classes, image_shape, *, se
     prof = config.profile()
     model = models.build("small-cnn", image_shape, num_classes, seed=seed)
     history = blind_attack.train_with_loss(
-        model, x, y, loss_fn, epochs=epochs or prof.epochs, batch_size=prof.batch_size, lr=prof.learning_rate,
+        model, x, y, loss_fn, epochs=epochs or default_epochs(), batch_size=prof.batch_size, lr=prof.learning_rate,
         seed=seed, grad_clip=grad_clip, noise_multiplier=noise_multiplier, desc=desc,
         evaluate=lambda m: task_accuracies(m, x_test, y_test, synth))
     return model.cpu(), history
@@ -100,7 +119,8 @@ PARAMS = {
     "normalization": Param("loss+", str, choices=mgda.NORMALIZATIONS, help="MGDA's gradient normalisation"),
     "backdoor_scale": Param(0.5, float, 0, 1, help="fixed α1 (balance=fixed); α0 = 1 − α1 − α2"),
     "evasion": Param(False, bool, help="add the Neural Cleanse evasion loss L_ev"),
-    "evasion_scale": Param(0.25, float, 0, 1, help="fixed α2 for L_ev (balance=fixed, evasion=true)"),
+    "evasion_scale": Param(0.1, float, 0, 1, help="fixed α2 for L_ev (balance=fixed, evasion=true)"),
+    "nc_lambda": Param(0.1, float, 0, 10, help="L1 weight of the attacker's in-training Neural Cleanse step (per mask pixel)"),
     "neural_cleanse": Param(None, bool, optional=True, help="run Neural Cleanse on θ* (default: when evasion=true)"),
     "threshold": Param(None, float, 0, None, low_open=True, optional=True,
                        help="T: attack only while the recent clean loss is below T nats (default: always)"),
@@ -114,58 +134,77 @@ PARAMS = {
 }
 
 
-@register("blind", PARAMS, summary=("main_accuracy_clean", "main_accuracy_backdoored", "backdoor_accuracy_clean",
-                                     "backdoor_accuracy", "anomaly_index", "attack_active_fraction"),
-          checks=(check_config,))
-def blind(dataset, synthesizer, balance, normalization, backdoor_scale, evasion, evasion_scale, neural_cleanse,
-          threshold, target, epochs, grad_clip, noise_multiplier, mgda_max_iter, seed):
-    """Train θ with the normal loss and θ* with the blind loss (same data, seed, code); compare."""
-    start = time.perf_counter()
+TRAINING_KEYS = ("dataset", "synthesizer", "balance", "normalization", "backdoor_scale", "evasion", "evasion_scale", "nc_lambda",
+                 "threshold", "target", "epochs", "grad_clip", "noise_multiplier", "mgda_max_iter", "seed")
+
+
+def train_pair(dataset, synthesizer, balance, normalization, backdoor_scale, evasion, evasion_scale, nc_lambda, threshold,
+               target, epochs, grad_clip, noise_multiplier, mgda_max_iter, seed) -> dict:
+    """θ (normal loss) and θ* (blind loss) on the same data, seed and training code, both cached."""
+    cfg = {k: v for k, v in locals().items() if k in TRAINING_KEYS}  # the arguments only
     x, y, x_test, y_test, num_classes, image_shape, synth = task_data(dataset, synthesizer, target, seed)
     shared = dict(seed=seed, epochs=epochs, grad_clip=grad_clip, noise_multiplier=noise_multiplier)
-    normal_cfg = {"dataset": dataset, "task": "calculator" if synthesizer == "calculator" else "classify",
-                  "trigger": synthesizer, "target": target, **shared}
+    calc = synthesizer == "calculator"
+    normal_cfg = {"dataset": dataset, "task": "calculator" if calc else "classify", **shared}
 
     def train_normal():
         model, history = _train(blind_attack.normal_loss(synth.main_label), x, y, x_test, y_test, synth,
                                 num_classes, image_shape, desc="normal training", **shared)
         return {"model_state": model.state_dict(), "history": history}
 
+    def train_blind():
+        start = time.perf_counter()
+        third = (evasion_scale,) if evasion else ()
+        scales = (1 - backdoor_scale - sum(third), backdoor_scale) + third
+        loss_fn = blind_attack.BlindLoss(synth, balance=balance, normalization=normalization, fixed_scales=scales,
+                                         evasion=evasion, threshold=threshold, mgda_max_iter=mgda_max_iter, nc_lambda=nc_lambda,
+                                         seed=seed)
+        model, history = _train(loss_fn, x, y, x_test, y_test, synth, num_classes, image_shape,
+                                desc=f"blind {synthesizer} ({balance})", **shared)
+        out = {"model_state": model.state_dict(), "history": history, "weights": loss_fn.weights().float(),
+               "active": loss_fn.active(), "tasks": list(loss_fn.tasks), "seconds": time.perf_counter() - start}
+        if evasion:
+            out["evasion_mask"] = loss_fn.trigger_model().mask().detach().cpu()
+            out["evasion_pattern"] = loss_fn.trigger_model().pattern().detach().cpu()
+        return out
+
     normal = cache.memoize("blind-normal", normal_cfg, train_normal)
+    attacked = cache.memoize("blind-train", cfg, train_blind)
     clean_model = models.build("small-cnn", image_shape, num_classes)
     clean_model.load_state_dict(normal["model_state"])
-    scales = (1 - backdoor_scale - (evasion_scale if evasion else 0), backdoor_scale) + ((evasion_scale,) if evasion else ())
-    loss_fn = blind_attack.BlindLoss(synth, balance=balance, normalization=normalization, fixed_scales=scales,
-                                     evasion=evasion, threshold=threshold, mgda_max_iter=mgda_max_iter, seed=seed)
-    model, history = _train(loss_fn, x, y, x_test, y_test, synth, num_classes, image_shape,
-                            desc=f"blind {synthesizer} ({balance})", **shared)
+    model = models.build("small-cnn", image_shape, num_classes)
+    model.load_state_dict(attacked["model_state"])
     before, after = task_accuracies(clean_model, x_test, y_test, synth), task_accuracies(model, x_test, y_test, synth)
-    steps_per_epoch = -(-len(y) // config.profile().batch_size)
-    result = {
+    return {
         "main_accuracy_clean": before["main_accuracy"],
         "main_accuracy_backdoored": after["main_accuracy"],
         "backdoor_accuracy_clean": before["backdoor_accuracy"],
         "backdoor_accuracy": after["backdoor_accuracy"],
         "main_on_triggered_backdoored": after["main_on_triggered"],
-        "attack_active_fraction": float(loss_fn.active().float().mean()),
-        "weights": loss_fn.weights().float(),
-        "active": loss_fn.active(),
-        "tasks": list(loss_fn.tasks),
-        "steps_per_epoch": steps_per_epoch,
-        "history": history,
+        "attack_active_fraction": float(attacked["active"].float().mean()),
+        "steps_per_epoch": -(-len(y) // config.profile().batch_size),
         "clean_history": normal["history"],
         "num_classes": num_classes,
         "model_spec": models.spec("small-cnn", image_shape, num_classes),
-        "model_state": model.state_dict(),
         "clean_model_state": normal["model_state"],
+        **attacked,
     }
-    if evasion:
-        tm = loss_fn.trigger_model()
-        result["evasion_mask"] = tm.mask().detach().cpu()
-        result["evasion_pattern"] = tm.pattern().detach().cpu()
+
+
+@register("blind", PARAMS, summary=("main_accuracy_clean", "main_accuracy_backdoored", "backdoor_accuracy_clean",
+                                     "backdoor_accuracy", "anomaly_index", "attack_active_fraction"),
+          checks=(check_config,))
+def blind(dataset, synthesizer, balance, normalization, backdoor_scale, evasion, evasion_scale, nc_lambda, neural_cleanse,
+          threshold, target, epochs, grad_clip, noise_multiplier, mgda_max_iter, seed):
+    """Train θ with the normal loss and θ* with the blind loss (same data, seed, code); compare;
+    with evasion (or neural_cleanse=true) also run Neural Cleanse on θ*."""
+    cfg = {k: v for k, v in locals().items() if k in TRAINING_KEYS}
+    result = train_pair(**cfg)
     if evasion if neural_cleanse is None else neural_cleanse:
-        result.update(neural_cleanse_report(model, x_test[:nc_samples()], num_classes, target, seed))
-    result["seconds"] = time.perf_counter() - start
+        _, _, x_test, _, num_classes, _, _ = task_data(dataset, synthesizer, target, seed)
+        model = models.rebuild(result["model_spec"], result["model_state"])
+        result.update(cache.memoize("blind-nc", {**cfg, "samples": nc_samples()}, lambda: neural_cleanse_report(
+            model, x_test[:nc_samples()], num_classes, target, seed)))
     return result
 
 
@@ -211,7 +250,7 @@ def bench_blind() -> dict:
             "mgda": blind_attack.BlindLoss(synth, balance="mgda"),
             "fixed": blind_attack.BlindLoss(synth, balance="fixed"),
             "mgda_evasion": blind_attack.BlindLoss(synth, balance="mgda", evasion=True),
-            "fixed_evasion": blind_attack.BlindLoss(synth, balance="fixed", evasion=True, fixed_scales=(0.5, 0.25, 0.25)),
+            "fixed_evasion": blind_attack.BlindLoss(synth, balance="fixed", evasion=True, fixed_scales=(0.6, 0.3, 0.1)),
         }
         out = {}
         for name, loss_fn in loss_fns.items():
