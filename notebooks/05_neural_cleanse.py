@@ -151,9 +151,11 @@ plt.show()
 # **two infected labels** (each with its own trigger in its own corner) pull the median towards them.
 
 # %%
-trigger_sizes = config.pick(ci=[3, 6], lab=[3, 5, 7], paper=[3, 5, 7, 9, 11])
+trigger_sizes = config.pick(ci=[3, 6], lab=[3, 6], paper=[3, 5, 7, 9, 11])
 by_size = [experiments.run("neural-cleanse", dataset=DATASET, target=TARGET, seed=SEED, trigger_size=s)
            for s in trigger_sizes]
+
+# %%
 two = experiments.run("neural-cleanse", dataset=DATASET, target=TARGET, seed=SEED, infected_labels=2)
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
 nc_plots.anomaly_vs(axes[0], trigger_sizes, [r["target_anomaly_index"] for r in by_size], "trigger side (pixels)")
