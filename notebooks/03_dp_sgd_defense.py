@@ -104,7 +104,7 @@ x_grid = dpx.sweep_grid(trigger="x", procedure="scratch", poison_fractions=sizes
 x_trigger = triggers.make("x", ds.image_shape)
 fig, axes = plt.subplots(1, len(x_grid["poison_fractions"]) + 1, figsize=(4.4 * (len(x_grid["poison_fractions"]) + 1), 3.6),
                          gridspec_kw={"width_ratios": [0.45] + [1] * len(x_grid["poison_fractions"])})
-plots.image_grid(axes[:1], x_trigger.apply(ds.x_test[:1]), ["'x' trigger"])
+plots.image_grid(axes[:1], x_trigger.apply(ds.x_test[ds.y_test == 0][:1]), ["'x' trigger on a 0"])
 dp_plots.figure_5_1(axes[1:], x_grid)
 fig.tight_layout()
 plt.show()
