@@ -4,6 +4,7 @@ benchmark. Losses follow labkit.defenses.certified: hinge, summed and divided by
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 
@@ -53,6 +54,13 @@ def set_summary(fset: cert.FeasibleSet) -> dict:
     }
 
 
+@functools.lru_cache(maxsize=16)
+def _clean_svm(dataset: str, seed: int, rho: float, profile_name: str) -> np.ndarray:
+    """The clean SVM θ (D+1,), shared by every ε / defense of one dataset within a process."""
+    pair = pairs.load(dataset, seed)
+    return cert.train_svm(pair.x_train, pair.y_train, rho)
+
+
 def check_dataset(cfg: dict) -> None:
     if cfg["centroids"] == "data-dependent" and cfg["defense"] == "none":
         raise LabkitError("centroids=data-dependent needs a defense (sphere, slab or sphere+slab); "
@@ -89,7 +97,7 @@ def certified(dataset, epsilon, defense, percentile, centroids, rho, iterations,
     domain = (pair.domain_centre, pair.domain_radius)
     oracle = cert.feasible_set(x, y, defense, domain, percentile)
 
-    theta_clean = cert.train_svm(x, y, rho)
+    theta_clean = _clean_svm(dataset, seed, float(rho), config.profile_name()).copy()
     clean_test_loss, clean_test_error = cert.test_scores(theta_clean, pair.x_test, pair.y_test)
 
     tick = time.perf_counter()
