@@ -75,7 +75,8 @@ def test_sweep_runs_the_grid_in_order_and_reshapes(dummy, tmp_cache):
 
 def test_public_keeps_json_values_and_drops_big_tensors():
     public = experiments.public({"a": 1.0, "t": torch.ones(100), "small": torch.tensor([1, 2]),
-                                 "nested": {"x": [1, 2], "y": torch.ones(3, 3)}, "nan": float("nan")})
+                                 "nested": {"x": [1, 2], "y": torch.ones(3, 3)}, "nan": float("nan"),
+                                 "model_state": {"fc.bias": torch.zeros(2)}})
     assert public == {"a": 1.0, "small": [1, 2], "nested": {"x": [1, 2]}}
 
 

@@ -177,7 +177,8 @@ def as_array(results: list[dict], key: str, grid: dict[str, list]):
 
 
 def public(result: dict) -> dict:
-    """The JSON-able part of a result (numbers, strings, lists and dicts of them); tensors dropped."""
+    """The JSON-able part of a result: numbers, strings, small 1-D tensors as lists, and lists and dicts
+    of them; large tensors and model weights (keys ending in "state") are dropped."""
     def convert(value):
         if isinstance(value, torch.Tensor):
             return value.tolist() if value.numel() <= 64 and value.ndim <= 1 else None
@@ -192,4 +193,5 @@ def public(result: dict) -> dict:
         if isinstance(value, (bool, int, float, str)) or value is None:
             return value
         return None
-    return {k: v for k, v in convert(result).items() if v is not None}
+    kept = {k: v for k, v in result.items() if not k.endswith("state")}  # model weights are not for JSON
+    return {k: v for k, v in convert(kept).items() if v is not None}
