@@ -168,15 +168,15 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run one experiment (cached)")
     p.add_argument("experiment")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-cache", action="store_true", help="recompute even when a cached result exists")
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("sweep", help="run an experiment over a grid of values")
     p.add_argument("experiment")
-    p.add_argument("--grid", nargs="+", default=[], metavar="KEY=V1,V2,...")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--grid", nargs="+", action="extend", default=[], metavar="KEY=V1,V2,...")
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
     p.add_argument("--jobs", type=int, default=1, help="parallel processes")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_sweep)

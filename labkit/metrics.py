@@ -58,8 +58,8 @@ def frr_far(benign_scores: torch.Tensor, trojan_scores: torch.Tensor, threshold:
 def anomaly_index(values: torch.Tensor) -> torch.Tensor:
     """|v − median| / (1.4826 · median(|v − median|)) for each entry of a 1-D tensor."""
     values = torch.as_tensor(values, dtype=torch.float64)
-    median = values.median()
-    mad = MAD_CONSISTENCY * (values - median).abs().median()
+    median = torch.quantile(values, 0.5)  # the middle two averaged for an even count, as numpy's median
+    mad = MAD_CONSISTENCY * torch.quantile((values - median).abs(), 0.5)
     return (values - median).abs() / mad
 
 
@@ -67,4 +67,5 @@ def flag_small_outliers(values: torch.Tensor, threshold: float = 2.0) -> list[in
     """Indices whose value is below the median with anomaly index above `threshold` (Neural Cleanse)."""
     values = torch.as_tensor(values, dtype=torch.float64)
     index = anomaly_index(values)
-    return [i for i in range(len(values)) if values[i] < values.median() and index[i] > threshold]
+    median = torch.quantile(values, 0.5)
+    return [i for i in range(len(values)) if values[i] < median and index[i] > threshold]

@@ -49,3 +49,8 @@ def test_missing_dataset_while_offline_names_the_fix(capsys, tmp_path, monkeypat
     assert cli.main(["run", "badnets", "--set", "dataset=fashion-mnist"]) == 2
     err = capsys.readouterr().err
     assert "labkit data download fashion-mnist" in err and err.count("\n") == 1
+
+
+def test_repeated_set_flags_accumulate(capsys):
+    args = cli.parser().parse_args(["run", "badnets", "--set", "seed=1", "--set", "poison_fraction=0.2", "target=3"])
+    assert args.set == ["seed=1", "poison_fraction=0.2", "target=3"]

@@ -65,3 +65,12 @@ def test_anomaly_index_uses_the_consistency_constant():
     assert metrics.flag_small_outliers(norms) == [4]
     # an equally extreme *large* norm is not flagged
     assert metrics.flag_small_outliers(torch.tensor([10.0, 11.0, 12.0, 13.0, 20.0])) == []
+
+
+def test_anomaly_index_median_of_an_even_count_averages_the_middle_two():
+    import numpy as np
+
+    norms = torch.tensor([6.1, 21.8, 25.0, 30.0, 31.0, 33.0, 35.0, 38.0, 40.0, 43.3])
+    median = np.median(norms.numpy())  # 32.0, between 31 and 33
+    mad = 1.4826 * np.median(np.abs(norms.numpy() - median))
+    assert metrics.anomaly_index(norms)[0] == pytest.approx(abs(6.1 - median) / mad)
