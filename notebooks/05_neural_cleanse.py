@@ -94,8 +94,8 @@ plt.show()
 
 # %%
 norms = infected["l1_norms"].double()
-median = norms.median()  # torch: the lower of the two middle values for 10 labels (numpy would average them)
-mad = 1.4826 * (norms - median).abs().median()
+median = norms.quantile(0.5)  # for 10 labels: the mean of the two middle values, as the reference's np.median
+mad = 1.4826 * (norms - median).abs().quantile(0.5)
 index = (norms - median).abs() / mad
 print("anomaly index per label:", [round(v, 2) for v in index.tolist()])
 print("flagged (below median, index > 2):", [i for i in range(len(norms)) if norms[i] < median and index[i] > 2])
