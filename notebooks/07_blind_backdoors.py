@@ -258,7 +258,7 @@ plt.show()
 # learns a *second task* (multiplication) from the same images. MGDA is not a free lunch, though: look at the
 # single-pixel run's weights in the widget — in the lab profile (seed 0) α0 fell to ~0 around epoch 13 and
 # never recovered, and the main task collapsed (a task whose gradient vanishes pulls the min-norm point to 0).
-# Fixed scales do not have this failure mode; that is why the evasion runs below use them. Neural Cleanse's verdict depends on the evasion loss; a public reproduction on MNIST
+# Fixed scales do not have this failure mode; that is why the evasion runs of section 5 use them. Neural Cleanse's verdict depends on the evasion loss; a public reproduction on MNIST
 # did not get the index below 2 either, so compare your seeds with the paper's claim rather than taking it on
 # trust. STRIP and gradient shaping look at inputs or gradient magnitudes — a backdoor computed inside the
 # loss is present in every batch and survives both. The paper's proposed mitigations are certified
