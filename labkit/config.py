@@ -9,6 +9,7 @@ Sizes shared by every notebook live in `Profile`; a paper's own sizes are chosen
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import TypeVar
@@ -77,6 +78,19 @@ def use_profile(name: str | None) -> Profile:
             raise LabkitError(f"unknown profile {name!r}; choose one of {', '.join(PROFILE_NAMES)}")
         os.environ["LABKIT_PROFILE"] = name
     return profile()
+
+
+@contextlib.contextmanager
+def keep_profile():
+    """Restore the environment's profile choice when the block ends (for code that switches profiles)."""
+    previous = os.environ.get("LABKIT_PROFILE")
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("LABKIT_PROFILE", None)
+        else:
+            os.environ["LABKIT_PROFILE"] = previous
 
 
 def pick(*, ci: T, lab: T, paper: T) -> T:

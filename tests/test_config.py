@@ -49,3 +49,21 @@ def test_profiles_are_frozen_and_grow_with_the_profile():
 def test_device_is_cpu_outside_paper(monkeypatch):
     monkeypatch.setenv("LABKIT_PROFILE", "lab")
     assert config.device().type == "cpu"
+
+
+def test_keep_profile_restores_the_environment(monkeypatch):
+    import os
+
+    monkeypatch.setenv("LABKIT_PROFILE", "ci")
+    with config.keep_profile():
+        config.use_profile("paper")
+        assert config.profile().name == "paper"
+    assert os.environ["LABKIT_PROFILE"] == "ci"
+    monkeypatch.delenv("LABKIT_PROFILE")
+    try:
+        with config.keep_profile():
+            config.use_profile("lab")
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    assert "LABKIT_PROFILE" not in os.environ

@@ -2,7 +2,6 @@
 the thesis' simple detection scheme; and the `badnets` benchmark."""
 from __future__ import annotations
 
-import os
 import time
 
 import torch
@@ -118,8 +117,8 @@ def bench_badnets() -> dict:
 
     from labkit import plots
 
-    out, previous = {}, os.environ.get("LABKIT_PROFILE")
-    try:
+    out = {}
+    with config.keep_profile():
         for name in ("ci", "lab", "paper"):
             config.use_profile(name)
             out[f"run_seconds_{name}"] = seconds(lambda: run("badnets", use_cache=False, poison_fraction=0.1) and None)
@@ -141,9 +140,4 @@ def bench_badnets() -> dict:
         out["plain_epoch_seconds_ci"] = epoch
         out["run_to_epoch_ratio_ci"] = full / epoch
         out["epochs_per_run_ci"] = prof.epochs
-    finally:
-        if previous is None:
-            os.environ.pop("LABKIT_PROFILE", None)
-        else:
-            os.environ["LABKIT_PROFILE"] = previous
     return out

@@ -236,10 +236,7 @@ def strip_report(result: dict, frr: float = 0.01, n: int = 100, seed: int = 0) -
 @benchmark("blind")
 def bench_blind() -> dict:
     """Seconds per training step on ci digits: normal loss vs the blind loss with MGDA and fixed scales."""
-    import os
-
-    previous = os.environ.get("LABKIT_PROFILE")
-    try:
+    with config.keep_profile():
         config.use_profile("ci")
         prof = config.profile()
         ds = data.load("digits")
@@ -269,9 +266,4 @@ def bench_blind() -> dict:
             if name != "normal":
                 out[f"ratio_{name}_to_normal"] = out[f"step_seconds_{name}"] / out["step_seconds_normal"]
         out["batch_size"] = prof.batch_size
-    finally:
-        if previous is None:
-            os.environ.pop("LABKIT_PROFILE", None)
-        else:
-            os.environ["LABKIT_PROFILE"] = previous
     return out

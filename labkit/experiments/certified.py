@@ -5,7 +5,6 @@ benchmark. Losses follow labkit.defenses.certified: hinge, summed and divided by
 from __future__ import annotations
 
 import functools
-import math
 import time
 
 import numpy as np

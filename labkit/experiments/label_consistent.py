@@ -9,7 +9,6 @@ Surrogates and the generative model are cached (`labkit.cache.memoize`), so swee
 """
 from __future__ import annotations
 
-import os
 import time
 
 import torch
@@ -340,9 +339,8 @@ def bench_label_consistent() -> dict:
     same surrogate (measured in the same run; ≈ the step count when PGD adds no overhead); the
     notebook's fraction sweep (baseline + PGD at every grid fraction, uncached, surrogate cached)
     in seconds, and the widget grid's time extrapolated from the sweep's seconds per run."""
-    previous = os.environ.get("LABKIT_PROFILE")
     out = {}
-    try:
+    with config.keep_profile():
         config.use_profile("lab")
         ds = data.load("digits")
         model, _, _ = surrogate("digits", SETTING["surrogate"], "l2", 0)
@@ -371,9 +369,4 @@ def bench_label_consistent() -> dict:
         widget_runs = 2 * len(g["epsilon"]) * len(g["amplitude"]) * len(g["poison_fraction"])  # PGD + baseline
         out["widget_grid_runs"] = widget_runs
         out["widget_grid_seconds_lab_extrapolated"] = per_run * widget_runs
-    finally:
-        if previous is None:
-            os.environ.pop("LABKIT_PROFILE", None)
-        else:
-            os.environ["LABKIT_PROFILE"] = previous
     return out

@@ -178,10 +178,7 @@ def mitigate_model(model, ds, x_clean, found, verdict, attacks, fpr, seed) -> di
 def bench_neural_cleanse() -> dict:
     """Batched all-label reverse engineering vs the per-label loop, same epochs, same model and data
     (ci-sized digits model, 10 labels, early stopping off so both do identical work)."""
-    import os
-
-    previous = os.environ.get("LABKIT_PROFILE")
-    try:
+    with config.keep_profile():
         config.use_profile("ci")
         ds = data.load("digits")
         r = run("badnets", poison_fraction=0.1, seed=0)
@@ -192,11 +189,6 @@ def bench_neural_cleanse() -> dict:
                         device=torch.device("cpu"))
         batched = seconds(lambda: nc.reverse_engineer(model, x, ds.num_classes, mode="batched", **settings), repeat=2)
         looped = seconds(lambda: nc.reverse_engineer(model, x, ds.num_classes, mode="per-label", **settings), repeat=2)
-    finally:
-        if previous is None:
-            os.environ.pop("LABKIT_PROFILE", None)
-        else:
-            os.environ["LABKIT_PROFILE"] = previous
     labels, steps = ds.num_classes, settings["epochs"] * -(-len(x) // settings["batch_size"])
     return {
         "labels": labels, "epochs": settings["epochs"], "optimiser_steps_per_label": steps,
