@@ -121,9 +121,10 @@ def training_curves(ax, history: list[dict], keys=("loss",), labels=None):
     return ax
 
 
-def detection_curve(ax, ks, found, expected=None, label: str = "poisoned among the k lowest"):
+def detection_curve(ax, ks, found, expected=None, label: str = "poisoned among the k lowest",
+                    color: str = ASR_COLOUR):
     """How many poisoned samples sit among the k lowest-scoring training samples (log k)."""
-    ax.plot(ks, found, "-o", color=ASR_COLOUR, label=label)
+    ax.plot(ks, found, "-o", ms=3, color=color, label=label)
     if expected is not None:
         ax.plot(ks, expected, ":", color="gray", label="expected if chosen at random")
     ax.set_xscale("log")

@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import PercentFormatter
 
-from labkit.plots import ACC_COLOUR, ASR_COLOUR, _show_image
+from labkit.plots import ACC_COLOUR, ASR_COLOUR, _show_image, detection_curve
 
 GROUP_STYLE = {"clean": ("#2c7fb8", "clean samples"), "poisoned": ("#c0392b", "poisoned samples"),
                "poisoned_no_trigger": ("#7f7f7f", "poisoned, trigger removed")}
@@ -74,13 +74,7 @@ def detection_comparison(ax, ks, found: dict[str, list[int]], expected=None):
     """Poisoned samples among the k lowest-probability training samples, one line per attack."""
     colours = [ASR_COLOUR, ACC_COLOUR, "#27ae60", "#8e44ad"]
     for i, (label, values) in enumerate(found.items()):
-        ax.plot(ks, values, "-o", ms=3, color=colours[i % len(colours)], label=label)
-    if expected is not None:
-        ax.plot(ks, expected, ":", color="gray", label="expected at random")
-    ax.set_xscale("log")
-    ax.set_xlabel("k (lowest-probability training samples inspected)")
-    ax.set_ylabel("poisoned samples found")
-    ax.legend(fontsize=8)
+        detection_curve(ax, ks, values, expected if i == 0 else None, label=label, color=colours[i % len(colours)])
     return ax
 
 

@@ -4,22 +4,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from labkit.plots import ACC_COLOUR, ASR_COLOUR, _percent_axis, _show_image
+from labkit.plots import ACC_COLOUR, ASR_COLOUR, _percent_axis, _show_image, image_grid
 
 FLAG_COLOUR, NORMAL_COLOUR = ASR_COLOUR, "#95a5a6"
 
 
 def trigger_row(axes, masks: torch.Tensor, patterns: torch.Tensor, titles=None):
     """m ⊙ p (what the trigger paints) for each trigger: masks (K, H, W), patterns (K, C, H, W) in [0, 1]."""
-    painted = masks[:, None] * patterns
-    for i, ax in enumerate(np.asarray(axes).ravel()):
-        if i < len(masks):
-            _show_image(ax, painted[i])
-            if titles is not None:
-                ax.set_title(str(titles[i]), fontsize=9)
-        else:
-            ax.axis("off")
-    return axes
+    return image_grid(axes, masks[:, None] * patterns, titles)
 
 
 def reversed_grid(axes, result: dict, classes=None):
