@@ -18,6 +18,7 @@ problems; `mode="per-label"` runs the same code with L = 1 for comparison.
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, replace
 
@@ -139,6 +140,19 @@ def default_sizes() -> dict:
     }
 
 
+def optimisation_copy(model, device: torch.device):
+    """A frozen eval-mode copy of `model` on `device` in channels-last layout; the caller's model is untouched.
+
+    Reverse engineering needs gradients for the input only, so the copy's parameters are frozen. On CPU the
+    channels-last layout makes the max-pool and ReLU passes that dominate this input-gradient work about
+    1.6x faster than the default layout (measured on the lab's SmallCNN; see the `neural-cleanse` benchmark).
+    """
+    net = copy.deepcopy(model).eval().to(device, memory_format=torch.channels_last)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
 def _optimise(model, x: torch.Tensor, labels: list[int], mask_raw: torch.Tensor, pattern_raw: torch.Tensor,
               *, epochs: int, batch_size: int, lr: float, seed: int, schedule: Schedule,
               device: torch.device, progress: bool, desc: str) -> dict:
@@ -222,26 +236,17 @@ def reverse_engineer(model, x_clean: torch.Tensor, num_classes: int, *, labels=N
     epochs = epochs or sizes["epochs"]
     batch_size = batch_size or sizes["batch_size"]
     device = device or config.device()
-    was_training = model.training
-    model.eval().to(device)
-    grads = [p.requires_grad for p in model.parameters()]
-    for p in model.parameters():
-        p.requires_grad_(False)
+    net = optimisation_copy(model, device)
     mask_raw, pattern_raw = initial_parameters(len(labels), x_clean.shape[1:], seed)
     settings = dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, schedule=schedule,
                     device=device, progress=progress)
-    try:
-        if mode == "batched":
-            parts = [_optimise(model, x_clean, labels, mask_raw, pattern_raw, desc="neural cleanse (all labels)",
-                               **settings)]
-        else:
-            parts = [_optimise(model, x_clean, [label], mask_raw[i:i + 1], pattern_raw[i:i + 1],
-                               desc=f"neural cleanse (label {label})", **settings)
-                     for i, label in enumerate(labels)]
-    finally:
-        for p, g in zip(model.parameters(), grads):
-            p.requires_grad_(g)
-        model.train(was_training)
+    if mode == "batched":
+        parts = [_optimise(net, x_clean, labels, mask_raw, pattern_raw, desc="neural cleanse (all labels)",
+                           **settings)]
+    else:
+        parts = [_optimise(net, x_clean, [label], mask_raw[i:i + 1], pattern_raw[i:i + 1],
+                           desc=f"neural cleanse (label {label})", **settings)
+                 for i, label in enumerate(labels)]
     masks = torch.cat([p["masks"] for p in parts])
     patterns = torch.cat([p["patterns"] for p in parts])
     return {
@@ -249,7 +254,7 @@ def reverse_engineer(model, x_clean: torch.Tensor, num_classes: int, *, labels=N
         "masks": masks,
         "patterns": patterns,
         "l1_norms": masks.abs().sum(dim=(1, 2)),
-        "success": trigger_success(model, x_clean, masks, patterns, labels),
+        "success": trigger_success(net, x_clean, masks, patterns, labels),
         "found": torch.tensor([f for p in parts for f in p["found"]]),
         "epochs_run": torch.tensor([e for p in parts for e in p["epochs_run"]]),
         "final_cost": torch.tensor([c for p in parts for c in p["final_cost"]]),
