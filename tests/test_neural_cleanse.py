@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from labkit import models
 from labkit.defenses import neural_cleanse as nc
 from labkit.errors import LabkitError
 
@@ -302,3 +303,13 @@ def test_acceptance_lab_profile_digits(tmp_cache, monkeypatch):
     assert before["attack_success_rate"] > 0.9
     assert after["attack_success_rate"] < 0.10
     assert after["clean_accuracy"] >= before["clean_accuracy"] - 0.03
+
+
+def test_pass_cost_probe_leaves_the_model_untouched():
+    from labkit.experiments.neural_cleanse import input_gradient_seconds_per_image
+    model = models.SmallCNN()
+    before = [p.detach().clone() for p in model.parameters()]
+    cost = input_gradient_seconds_per_image(model, (1, 16, 16), batch_size=4, repeat=1)
+    assert math.isfinite(cost) and cost > 0
+    assert all(p.requires_grad for p in model.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
