@@ -144,8 +144,8 @@ def optimisation_copy(model, device: torch.device):
     """A frozen eval-mode copy of `model` on `device` in channels-last layout; the caller's model is untouched.
 
     Reverse engineering needs gradients for the input only, so the copy's parameters are frozen. On CPU the
-    channels-last layout makes the max-pool and ReLU passes that dominate this input-gradient work about
-    1.6x faster than the default layout (measured on the lab's SmallCNN; see the `neural-cleanse` benchmark).
+    channels-last layout speeds up the max-pool and ReLU passes that weigh most in this input-gradient work:
+    all 10 labels of the lab profile's digits model take 17.5 s instead of 21 s on 2 cores.
     """
     net = copy.deepcopy(model).eval().to(device, memory_format=torch.channels_last)
     for p in net.parameters():
