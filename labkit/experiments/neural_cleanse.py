@@ -3,6 +3,7 @@ trigger for every label, run the MAD outlier test, then try the three mitigation
 trigger of the flagged label(s); and the `neural-cleanse` benchmark (batched vs per-label)."""
 from __future__ import annotations
 
+import os
 import time
 
 import torch
@@ -216,4 +217,5 @@ def bench_neural_cleanse() -> dict:
         "batched_seconds": batched, "per_label_loop_seconds": looped, "speedup": looped / batched,
         "batched_seconds_per_label": batched / labels, "per_label_loop_seconds_per_label": looped / labels,
         "pass_us_per_image_batch_32": small * 1e6, "pass_us_per_image_batch_320": large * 1e6,
+        "allocator_tuned": "MALLOC_MMAP_THRESHOLD_" in os.environ,  # the Makefile's glibc settings
     }
