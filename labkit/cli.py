@@ -1,6 +1,8 @@
 """`labkit` command line: info · data list|download NAME · run · sweep · bench · cache clear.
 
-Bad input exits with status 2 and one line naming the valid values — never a traceback.
+Bad input — including malformed flags, which argparse would answer with usage lines — exits with
+status 2 and one line naming the valid values; an operating-system error (a folder that cannot be
+written, a full disk) with one line naming the path. Never a traceback.
 """
 from __future__ import annotations
 
@@ -11,6 +13,27 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 
 from labkit.errors import LabkitError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error raises `LabkitError` (one line on stderr) instead of printing usage."""
+
+    def error(self, message: str):
+        flag, sep, rest = message.partition(": must be ")
+        if sep and flag.startswith("argument "):  # "argument --jobs: must be ..." → "--jobs must be ..."
+            message = f"{flag.removeprefix('argument ')} must be {rest}"
+        raise LabkitError(f"{message} (see `{self.prog} --help`)")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an int >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}")
+    return value
 
 
 def _pairs(items: list[str], flag: str) -> dict[str, str]:
@@ -73,8 +96,8 @@ def cmd_data(args) -> None:
 
     if args.action == "list":
         for name, info in data.DATASETS.items():
-            state = "bundled" if info.offline else ("present" if data.is_present(name) else "missing")
-            print(f"{name:14s} {state:8s} {info.description}")
+            state, detail = data.status(name)
+            print(f"{name:14s} {state:8s} {detail if state == 'damaged' else info.description}")
         print(f"data directory: {paths.data_dir()}")
         return
     if not args.name:
@@ -91,13 +114,10 @@ def cmd_run(args) -> None:
 
 
 def _sweep_worker(job):
-    name, cfg, threads = job
-    import torch
-
+    name, cfg = job
     from labkit import experiments
 
-    torch.set_num_threads(threads)
-    return experiments.public(experiments.run(name, **cfg))
+    return experiments.public(experiments.run(name, **cfg))  # with config.threads(), as a sequential run
 
 
 def cmd_sweep(args) -> None:
@@ -113,16 +133,19 @@ def cmd_sweep(args) -> None:
     configs = [{**fixed, **cfg} for cfg in experiments.grid_configs(grid)]
     for cfg in configs:
         experiment.resolve(cfg)  # every bad value is reported before any work starts
-    if args.jobs < 1:
-        raise LabkitError(f"--jobs must be an int >= 1, got {args.jobs}")
     if args.jobs == 1:
         results = [experiments.public(experiments.run(args.experiment, **cfg)) for cfg in configs]
     else:
         import multiprocessing
 
-        threads = max(1, (os.cpu_count() or 1) // args.jobs)
+        from labkit import config
+
+        threads, cores = config.threads(), os.cpu_count() or 1
+        if args.jobs * threads > cores:
+            print(f"labkit: note: {args.jobs} jobs x {threads} threads each oversubscribe {cores} cores; every run "
+                  f"keeps {threads} threads so its cached result matches a sequential run's", file=sys.stderr)
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(pool.map(_sweep_worker, [(args.experiment, cfg, threads) for cfg in configs]))
+            results = list(pool.map(_sweep_worker, [(args.experiment, cfg) for cfg in configs]))
     if args.json:
         print(json.dumps(results, indent=2, sort_keys=True))
         return
@@ -153,7 +176,7 @@ def cmd_cache(args) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="labkit", description="The poisoning & backdoor lab's command line.")
+    top = OneLineParser(prog="labkit", description="The poisoning & backdoor lab's command line.")
     top.add_argument("--profile", choices=("ci", "lab", "paper"), help="override LABKIT_PROFILE")
     sub = top.add_subparsers(dest="command", required=True)
 
@@ -177,7 +200,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("experiment")
     p.add_argument("--grid", nargs="+", action="extend", default=[], metavar="KEY=V1,V2,...")
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
-    p.add_argument("--jobs", type=int, default=1, help="parallel processes")
+    p.add_argument("--jobs", type=positive_int, default=1, help="parallel processes (an int >= 1)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_sweep)
 
@@ -193,9 +216,16 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def os_error_line(error: OSError) -> str:
+    """One line for an operating-system error: what failed, on which path, and what to do."""
+    where = f" on {error.filename}" if error.filename else ""
+    return (f"{error.strerror or type(error).__name__}{where}; check that the path exists and is writable, "
+            f"or point LABKIT_CACHE_DIR / LABKIT_DATA_DIR elsewhere")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
     try:
+        args = parser().parse_args(argv)
         if args.profile:
             from labkit import config
 
@@ -204,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     except LabkitError as error:
         print(f"labkit: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        print(f"labkit: error: {os_error_line(error)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("labkit: interrupted (cached results so far are intact)", file=sys.stderr)
         return 130

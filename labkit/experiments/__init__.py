@@ -10,14 +10,16 @@ from __future__ import annotations
 import importlib
 import itertools
 import math
+import numbers
 import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from labkit import cache
+from labkit import cache, config
 from labkit.errors import LabkitError
 from labkit.train import progress_kwargs
 
@@ -36,6 +38,13 @@ class Param:
     help: str = ""
     optional: bool = False  # None allowed (e.g. "use the profile's size")
 
+    def _number(self, value) -> str:
+        """`value` as the user should read it: integers as integers, floats compactly."""
+        if isinstance(value, numbers.Integral) or (self.kind is int and float(value).is_integer()):
+            digits = str(int(value))
+            return digits if len(digits) <= 24 else f"{digits[:6]}... ({len(digits)} digits)"
+        return f"{value:g}"
+
     def describe(self) -> str:
         if self.choices is not None:
             return "one of " + ", ".join(str(c) for c in self.choices)
@@ -45,9 +54,12 @@ class Param:
             return f"a{'n' if self.kind is int else ''} {self.kind.__name__}"
         left = "(" if self.low_open else "["
         right = ")" if self.high_open else "]"
-        low = "-inf" if self.low is None else f"{self.low:g}"
-        high = "inf" if self.high is None else f"{self.high:g}"
+        low = "-inf" if self.low is None else self._number(self.low)
+        high = "inf" if self.high is None else self._number(self.high)
         return f"a{'n' if self.kind is int else ''} {self.kind.__name__} in {left}{low}, {high}{right}"
+
+    def _bad(self, name: str, shown) -> LabkitError:
+        return LabkitError(f"{name} must be {self.describe()}, got {shown}")
 
     def parse(self, name: str, text: str):
         """Value from command-line text."""
@@ -59,37 +71,59 @@ class Param:
                 return True
             if lowered in ("0", "false", "no", "off"):
                 return False
-            raise LabkitError(f"{name} must be {self.describe()}, got {text!r}")
+            raise self._bad(name, repr(text))
+        if self.kind is int:
+            try:
+                return int(text)
+            except ValueError:
+                pass
+            try:
+                number = float(text)
+            except ValueError:
+                raise self._bad(name, repr(text)) from None
+            if not math.isfinite(number) or not number.is_integer():
+                raise self._bad(name, repr(text))
+            return int(number)
         try:
-            return self.kind(text) if self.kind is not int else int(float(text)) if float(text).is_integer() else int(text)
-        except ValueError:
-            raise LabkitError(f"{name} must be {self.describe()}, got {text!r}") from None
+            return self.kind(text)
+        except (ValueError, OverflowError):
+            raise self._bad(name, repr(text)) from None
 
     def check(self, name: str, value):
-        """`value` coerced to the param's type, or a LabkitError naming the valid range."""
+        """`value` coerced to the param's type, or a LabkitError naming the valid range.
+
+        Python and numpy numbers are both accepted (`np.int64(3)`, `np.float32(0.1)`)."""
         if value is None and (self.optional or self.default is None):
             return None
         if isinstance(value, str) and self.kind is not str:
             value = self.parse(name, value)
         if self.kind is bool:
-            if not isinstance(value, bool):
-                raise LabkitError(f"{name} must be {self.describe()}, got {value!r}")
+            if not isinstance(value, (bool, np.bool_)):
+                raise self._bad(name, repr(value))
+            value = bool(value)
         elif self.kind in (int, float):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise LabkitError(f"{name} must be {self.describe()}, got {value!r}")
-            if self.kind is int and not float(value).is_integer():
-                raise LabkitError(f"{name} must be {self.describe()}, got {value!r}")
-            value = self.kind(value)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise LabkitError(f"{name} must be {self.describe()}, got {value!r}")
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+                raise self._bad(name, repr(value))
+            if self.kind is int and isinstance(value, numbers.Integral):
+                value = int(value)
+            else:
+                try:
+                    number = float(value)
+                except OverflowError:
+                    raise self._bad(name, self._number(value)) from None
+                if not math.isfinite(number):
+                    raise self._bad(name, number)
+                if self.kind is int and not number.is_integer():
+                    raise self._bad(name, repr(number))
+                value = int(number) if self.kind is int else number
             below = self.low is not None and (value <= self.low if self.low_open else value < self.low)
             above = self.high is not None and (value >= self.high if self.high_open else value > self.high)
             if below or above:
-                raise LabkitError(f"{name} must be {self.describe()}, got {value:g}")
+                raise self._bad(name, self._number(value))
         else:
             value = self.kind(value)
         if self.choices is not None and value not in self.choices:
-            raise LabkitError(f"{name} must be {self.describe()}, got {value!r}")
+            raise self._bad(name, repr(value))
         return value
 
 
@@ -149,10 +183,18 @@ def get(name: str) -> Experiment:
 
 
 def run(name: str, *, use_cache: bool = True, **overrides) -> dict:
-    """The result dict of experiment `name` with `overrides`, from the cache when possible."""
+    """The result dict of experiment `name` with `overrides`, from the cache when possible.
+
+    The result always holds the experiment's summary keys (None where this configuration computes no
+    such value), `config` and `threads` (the torch thread count it was computed with)."""
     experiment = get(name)
     cfg = experiment.resolve(overrides)
-    result = cache.memoize(name, cfg, lambda: experiment.fn(**cfg), enabled=use_cache)
+
+    def compute() -> dict:
+        result = experiment.fn(**cfg)
+        return {**{k: None for k in experiment.summary}, **result, "threads": config.threads()}
+
+    result = cache.memoize(name, cfg, compute, enabled=use_cache, required=experiment.summary)
     return {**result, "config": cfg}
 
 
@@ -165,7 +207,9 @@ def grid_configs(grid: dict[str, list]) -> list[dict]:
 def sweep(name: str, grid: dict[str, list], *, progress: bool = True, **fixed) -> list[dict]:
     """`run` over every combination of `grid` (with `fixed` settings); results in grid order."""
     configs = grid_configs(grid)
-    get(name).resolve({**fixed, **configs[0]}) if configs else None  # fail fast on a bad key
+    experiment = get(name)
+    for cfg in configs:
+        experiment.resolve({**fixed, **cfg})  # every point is checked before the first training
     return [run(name, **fixed, **cfg) for cfg in tqdm(configs, desc=f"sweep {name}", leave=False, **progress_kwargs(progress))]
 
 
