@@ -1,11 +1,15 @@
 """Content-addressed results on disk: `memoize(name, config, compute)`.
 
 An entry lives at `<cache_dir>/<profile>/<name>-<key>.pt`, where the key hashes the
-experiment name, its full config, the profile, labkit's version and a fingerprint of
-labkit's source (so editing the code never serves a stale result). Entries are written
-to a temporary file and renamed into place (atomic: an interrupted run leaves no half
-entry) and read with `torch.load(weights_only=True)` only — tensors, numbers, strings,
-lists and dicts. A corrupt entry is deleted and recomputed, never fatal.
+experiment name, its full config, the profile, the thread count it is computed with,
+labkit's version and a fingerprint of labkit's source (so editing the code never serves a
+stale result). The folder is checked for writing *before* computing (no result is lost
+after the work is done). Entries are written to a temporary file and renamed into place
+(atomic: an interrupted run leaves no half entry) and read with
+`torch.load(weights_only=True)` only — tensors, numbers, strings, lists and dicts. Each entry
+carries a header (format version, experiment name, key, its keys); an entry that is
+unreadable, of another format, of another experiment or missing promised keys is treated
+as corrupt: a warning, then it is deleted and recomputed, never fatal.
 """
 from __future__ import annotations
 
@@ -16,12 +20,16 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 
 import labkit
 from labkit import config, paths
+from labkit.errors import LabkitError
+
+FORMAT = 2  # bump when the entry layout changes: older entries are then recomputed
+HEADER = "_labkit_entry"  # {"format", "experiment", "key", "keys"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -35,9 +43,10 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def key(name: str, cfg: dict, profile_name: str) -> str:
-    """A stable hash of (name, config, profile, labkit version + source)."""
+def key(name: str, cfg: dict, profile_name: str, threads: int | None = None) -> str:
+    """A stable hash of (name, config, profile, threads, labkit version + source)."""
     blob = json.dumps({"name": name, "config": cfg, "profile": profile_name,
+                       "threads": threads or config.threads(),
                        "version": labkit.__version__, "code": code_fingerprint()},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
@@ -46,6 +55,23 @@ def key(name: str, cfg: dict, profile_name: str) -> str:
 def entry_path(name: str, cfg: dict, profile_name: str | None = None) -> Path:
     profile_name = profile_name or config.profile_name()
     return paths.cache_dir() / profile_name / f"{name}-{key(name, cfg, profile_name)}.pt"
+
+
+def not_writable(folder: Path, error: OSError) -> LabkitError:
+    reason = error.strerror or type(error).__name__
+    return LabkitError(f"cache folder {folder} is not writable ({reason}): "
+                       f"set LABKIT_CACHE_DIR to a folder you can write to")
+
+
+def ensure_writable(folder: Path) -> None:
+    """Create `folder` and write a scratch file in it, or raise one `LabkitError` naming the fix."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".probe-", suffix=".tmp")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise not_writable(folder, error) from None
 
 
 def atomic_torch_save(obj, path: Path) -> None:
@@ -63,41 +89,84 @@ def atomic_torch_save(obj, path: Path) -> None:
         raise
 
 
-def read(path: Path) -> dict | None:
-    """The entry at `path`, or None when absent; a corrupt entry is deleted and None returned."""
+def _problem(value, name: str | None, required: Iterable[str]) -> str | None:
+    """Why `value` is not a valid entry of experiment `name`, or None when it is."""
+    if not isinstance(value, dict):
+        return f"not a dict but {type(value).__name__}"
+    header = value.get(HEADER)
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        return "no labkit header of this format"
+    if name is not None and header.get("experiment") != name:
+        return f"an entry of {header.get('experiment')!r}"
+    keys = header.get("keys")
+    present = set(value) - {HEADER}
+    if not isinstance(keys, list) or set(keys) != present:
+        return "its keys differ from its header's"
+    missing = [k for k in required if k not in present]
+    return f"missing {missing[0]!r}" if missing else None
+
+
+def read(path: Path, name: str | None = None, required: Iterable[str] = ()) -> dict | None:
+    """The entry at `path` (without its header), or None when absent; an unreadable or invalid entry
+    (see `_problem`) is deleted with a warning and None returned."""
     if not path.exists():
         return None
     try:
         value = torch.load(path, weights_only=True, map_location="cpu")
-        if not isinstance(value, dict):
-            raise ValueError(f"expected a dict, found {type(value).__name__}")
-        return value
+        problem = _problem(value, name, required)
     except Exception as error:  # noqa: BLE001 — any unreadable entry is recomputed
-        warnings.warn(f"cache entry {path.name} is unreadable ({type(error).__name__}); recomputing", stacklevel=2)
+        problem = f"unreadable: {type(error).__name__}"
+    if problem is None and value[HEADER].get("key") not in (None, path.stem.rpartition("-")[2]):
+        problem = "filed under another key"
+    if problem is not None:
+        warnings.warn(f"cache entry {path.name} is corrupt ({problem}); recomputing", stacklevel=2)
         path.unlink(missing_ok=True)
         return None
+    return {k: v for k, v in value.items() if k != HEADER}
 
 
-def memoize(name: str, cfg: dict, compute: Callable[[], dict], *, enabled: bool = True) -> dict:
-    """`compute()`'s result for (name, cfg) in the active profile, from disk when cached."""
+def write(path: Path, name: str, result: dict) -> None:
+    """Store `result` atomically at `path` with its header."""
+    header = {"format": FORMAT, "experiment": name, "key": path.stem.rpartition("-")[2], "keys": sorted(result)}
+    atomic_torch_save({**result, HEADER: header}, path)
+
+
+def memoize(name: str, cfg: dict, compute: Callable[[], dict], *, enabled: bool = True,
+            required: Iterable[str] = ()) -> dict:
+    """`compute()`'s result for (name, cfg) in the active profile, from disk when cached.
+
+    `compute` runs with `config.threads()` torch threads (a part of the key), so an entry never depends
+    on how it was scheduled; `required` are keys every valid entry holds."""
     if not enabled:
-        return compute()
+        with config.fixed_threads():
+            return compute()
     path = entry_path(name, cfg)
-    cached = read(path)
+    cached = read(path, name, required)
     if cached is not None:
         return cached
-    result = compute()
-    atomic_torch_save(result, path)
+    ensure_writable(path.parent)  # before the work, not after it
+    with config.fixed_threads():
+        result = compute()
+    try:
+        write(path, name, result)
+    except OSError as error:
+        raise not_writable(path.parent, error) from None
     return result
 
 
 def clear(profile_name: str | None = None) -> int:
-    """Delete cached entries (of one profile, or all); returns how many were removed."""
+    """Delete cached entries (of one profile, or all) and the temporary files of interrupted writes;
+    returns how many entries were removed."""
     root = paths.cache_dir()
     folders = [root / profile_name] if profile_name else [p for p in root.glob("*") if p.is_dir()]
     removed = 0
     for folder in folders:
-        for entry in folder.glob("*.pt"):
-            entry.unlink()
-            removed += 1
+        if not folder.is_dir():
+            continue
+        for item in folder.iterdir():
+            if item.suffix == ".tmp" and item.is_file():
+                item.unlink(missing_ok=True)
+            elif item.suffix == ".pt" and item.is_file():
+                item.unlink(missing_ok=True)
+                removed += 1
     return removed

@@ -35,6 +35,7 @@ class Profile:
     amplitudes: tuple[int, ...]  # trigger amplitudes offered by widgets (0-255 pixel scale)
     trusted_size: int  # clean images the defender trusts (the thesis' simple detection scheme)
     use_gpu: bool  # use CUDA when it is present
+    threads: int = 2  # torch CPU threads every experiment runs with (part of its cache key)
 
 
 PROFILES: dict[str, Profile] = {
@@ -96,6 +97,32 @@ def keep_profile():
 def pick(*, ci: T, lab: T, paper: T) -> T:
     """The value for the active profile: how a paper's module declares its own sizes."""
     return {"ci": ci, "lab": lab, "paper": paper}[profile_name()]
+
+
+def threads() -> int:
+    """Torch CPU threads an experiment computes with: `LABKIT_THREADS`, else the profile's (2).
+
+    Fixed rather than "all cores", because CPU kernels split their sums by thread, so the same seed
+    gives bit-wise different weights under another thread count; the count is part of the cache key."""
+    text = os.environ.get("LABKIT_THREADS", "").strip()
+    if not text:
+        return profile().threads
+    if not text.isdigit() or not 1 <= int(text) <= 1024:
+        raise LabkitError(f"LABKIT_THREADS must be an int in [1, 1024], got {text!r}")
+    return int(text)
+
+
+@contextlib.contextmanager
+def fixed_threads():
+    """Run the block with `threads()` torch threads (yielded), restoring the previous count after."""
+    import torch
+
+    wanted, previous = threads(), torch.get_num_threads()
+    torch.set_num_threads(wanted)
+    try:
+        yield wanted
+    finally:
+        torch.set_num_threads(previous)
 
 
 def device():

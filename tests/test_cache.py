@@ -40,7 +40,7 @@ def test_an_interrupted_computation_leaves_no_entry(tmp_cache):
 
 def test_an_interrupted_write_keeps_the_old_entry_and_no_temp_file(tmp_cache, monkeypatch):
     path = cache.entry_path("demo", {"a": 1})
-    cache.atomic_torch_save({"value": 1}, path)
+    cache.write(path, "demo", {"value": 1})
 
     def half_written(obj, stream):
         stream.write(b"partial bytes")
@@ -48,7 +48,7 @@ def test_an_interrupted_write_keeps_the_old_entry_and_no_temp_file(tmp_cache, mo
 
     monkeypatch.setattr(torch, "save", half_written)
     with pytest.raises(KeyboardInterrupt):
-        cache.atomic_torch_save({"value": 2}, path)
+        cache.write(path, "demo", {"value": 2})
     monkeypatch.undo()
     assert cache.read(path) == {"value": 1}
     assert [p.name for p in path.parent.iterdir()] == [path.name]
