@@ -8,6 +8,9 @@ naming `labkit data download NAME` and the directory.
 from __future__ import annotations
 
 import functools
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -16,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from labkit import config, paths
-from labkit.errors import DataMissingError, LabkitError
+from labkit.errors import DataCorruptError, DataMissingError, LabkitError
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ def load(name: str = "digits", *, train_size: int | None | str = "profile",
     prof = config.profile()
     n_train = prof.train_size if train_size == "profile" else train_size
     n_test = prof.test_size if test_size == "profile" else test_size
-    full = _load_full(name, image_size if name == "digits" else 0)
+    full = _load_full(name, image_size if name == "digits" else 0, str(paths.data_dir()))
     return subsample(full, n_train, n_test)
 
 
@@ -107,7 +110,8 @@ def binary_pair(ds: Dataset, negative: int, positive: int):
 
 
 @functools.lru_cache(maxsize=8)
-def _load_full(name: str, image_size: int) -> Dataset:
+def _load_full(name: str, image_size: int, folder: str) -> Dataset:
+    """The whole dataset (`folder`, the data directory, is part of the memo's key)."""
     if name == "digits":
         return _digits(image_size)
     return _torchvision(name)
@@ -141,26 +145,73 @@ def missing_message(name: str) -> str:
             f"or set LABKIT_DATA_DIR to a folder that holds it")
 
 
-def _open(name: str, train: bool, **kwargs):
-    """The torchvision dataset object, opening only files already on disk.
+MNIST_FAMILY = ("mnist", "fashion-mnist")
 
-    Verified archives already downloaded (e.g. MNIST's .gz files) are unpacked by
-    torchvision's `download=True`, which re-checks their md5 and touches no network.
+
+def archive_checksums(name: str) -> list[tuple[str, str]]:
+    """[(archive file name, md5)] that torchvision publishes for an MNIST-family dataset."""
+    return list(_torchvision_class(name).resources)
+
+
+def raw_folder(name: str) -> Path:
+    """Where torchvision keeps an MNIST-family dataset's archives and unpacked files."""
+    return paths.data_dir() / DATASETS[name].folder / "raw"
+
+
+def _unpack_verified_archives(name: str) -> None:
+    """Unpack each MNIST-family `.gz` whose unpacked file is missing, after checking its md5 against
+    torchvision's list — on disk only, never the network (torchvision's `download=True` would fetch a
+    damaged archive again). A missing archive raises `DataMissingError`; a damaged one `DataCorruptError`
+    naming the file, its expected md5 and the command that fetches it again."""
+    from labkit.compat import import_torchvision
+
+    utils = import_torchvision().datasets.utils
+    folder = raw_folder(name)
+    for archive_name, md5 in archive_checksums(name):
+        archive, unpacked = folder / archive_name, folder / Path(archive_name).stem
+        if unpacked.is_file():
+            continue
+        if not archive.is_file():
+            raise DataMissingError(missing_message(name))
+        if not utils.check_integrity(str(archive), md5):
+            raise DataCorruptError(f"{archive} is damaged (md5 {utils.calculate_md5(str(archive))}, expected {md5}): "
+                                   f"run `labkit data download {name}` to fetch it again")
+        staging = Path(tempfile.mkdtemp(dir=folder, prefix=".unpack-"))  # unpack beside, then rename: atomic
+        try:
+            os.replace(utils.extract_archive(str(archive), str(staging)), unpacked)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _open(name: str, train: bool, **kwargs):
+    """The torchvision dataset object, opening only files already on disk (never `download=True`).
+
+    MNIST-family archives (.gz) on disk are verified and unpacked first. Missing files raise
+    `DataMissingError`, damaged ones `DataCorruptError`: one line naming the file and the fix.
     """
     cls, root = _torchvision_class(name), paths.data_dir()
     split = {"split": "train" if train else "test"} if name == "gtsrb" else {"train": train}
+    if name in MNIST_FAMILY and raw_folder(name).is_dir():
+        try:
+            _unpack_verified_archives(name)
+        except OSError as error:
+            raise DataCorruptError(f"could not unpack {name} in {raw_folder(name)} ({error.strerror or error}); "
+                                   f"copy the folder somewhere writable and point LABKIT_DATA_DIR there") from None
     try:
         return cls(str(root), download=False, **split, **kwargs)
-    except RuntimeError:
-        pass
-    folder = root / DATASETS[name].folder
-    has_archives = folder.is_dir() and any(p.is_file() for p in folder.rglob("*"))
-    if name in ("mnist", "fashion-mnist") and has_archives:
-        try:
-            return cls(str(root), download=True, **split, **kwargs)
-        except (RuntimeError, OSError):
-            pass
-    raise DataMissingError(missing_message(name))
+    except Exception as error:  # noqa: BLE001 — torchvision's "not found or corrupted", or a garbled file
+        unpacked = name in MNIST_FAMILY and all((raw_folder(name) / Path(a).stem).is_file()
+                                                for a, _ in archive_checksums(name))
+        if isinstance(error, RuntimeError) and not unpacked:
+            raise DataMissingError(missing_message(name)) from None
+        raise DataCorruptError(f"{name} in {root / DATASETS[name].folder} is damaged ({_first_line(error)}): "
+                               f"delete its files and run `labkit data download {name}`") from None
+
+
+def _first_line(error: BaseException) -> str:
+    """`Type: first line of the message` — library errors can run over many lines."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
 def _uint8_images(data) -> torch.Tensor:
@@ -185,8 +236,11 @@ def _gtsrb(size: int = 32) -> Dataset:
     """GTSRB resized to `size`x`size`; the converted tensors are kept beside the raw files."""
     converted = paths.data_dir() / "gtsrb" / f"labkit-{size}x{size}.pt"
     if converted.exists():
-        blob = torch.load(converted, weights_only=True)
-        return Dataset("gtsrb", *blob["tensors"], classes=tuple(str(i) for i in range(43)))
+        try:
+            blob = torch.load(converted, weights_only=True)
+            return Dataset("gtsrb", *blob["tensors"], classes=tuple(str(i) for i in range(43)))
+        except Exception:  # noqa: BLE001 — a damaged conversion is made again from the raw files
+            converted.unlink(missing_ok=True)
     v2 = _transforms()
     to_tensor = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Resize((size, size), antialias=True)])
     tensors = []
@@ -210,16 +264,25 @@ def _atomic_torch_save(obj, path: Path) -> None:
     atomic_torch_save(obj, path)
 
 
-def is_present(name: str) -> bool:
-    """True when `load(name)` can work offline."""
+def status(name: str) -> tuple[str, str]:
+    """(state, detail) of a dataset on disk, offline: state is `bundled`, `present`, `missing` or `damaged`;
+    detail is the one-line message that names the fix ('' when usable)."""
     check_name(name)
     if DATASETS[name].offline:
-        return True
+        return "bundled", ""
     try:
         _open(name, True)
-        return True
-    except DataMissingError:
-        return False
+        _open(name, False)
+        return "present", ""
+    except DataCorruptError as error:
+        return "damaged", str(error)
+    except DataMissingError as error:
+        return "missing", str(error)
+
+
+def is_present(name: str) -> bool:
+    """True when `load(name)` can work offline."""
+    return status(name)[0] in ("bundled", "present")
 
 
 def download(name: str) -> Path:
@@ -234,7 +297,7 @@ def download(name: str) -> Path:
             split = {"split": "train" if train else "test"} if name == "gtsrb" else {"train": train}
             cls(str(root), download=True, **split)
     except (OSError, RuntimeError) as error:
-        raise DataMissingError(f"could not download {name} into {root} ({type(error).__name__}: {error}); "
+        raise DataMissingError(f"could not download {name} into {root} ({_first_line(error)}); "
                                f"check the internet connection, or copy the files there by hand") from None
     _load_full.cache_clear()
     return root / info.folder

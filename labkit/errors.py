@@ -7,3 +7,7 @@ class LabkitError(Exception):
 
 class DataMissingError(LabkitError):
     """A dataset's files are not on disk (and labkit never downloads behind your back)."""
+
+
+class DataCorruptError(DataMissingError):
+    """A dataset's files are on disk but damaged (a checksum or the file format does not match)."""
