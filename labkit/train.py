@@ -42,8 +42,21 @@ def make_optimizer(model: nn.Module, kind: str, lr: float, weight_decay: float =
     raise ValueError(f"unknown optimizer {kind!r}; choose adam or sgd")
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def make_schedule(opt, kind: str, total_steps: int):
+    """A per-step learning-rate scheduler: constant, or cosine annealing to 0 over `total_steps`."""
+    if kind == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    if kind == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total_steps))
+    raise ValueError(f"unknown lr_schedule {kind!r}; choose one of {', '.join(LR_SCHEDULES)}")
+
+
 def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batch_size: int = 64,
-          lr: float = 3e-3, optimizer: str = "adam", weight_decay: float = 0.0, augment: bool = False,
+          lr: float = 3e-3, optimizer: str = "adam", weight_decay: float = 0.0, lr_schedule: str = "constant",
+          augment: bool = False,
           seed: int = 0, device: torch.device | None = None,
           eval_sets: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
           track: Callable[[nn.Module, int], dict] | None = None,
@@ -52,11 +65,13 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, ba
 
     Each dict holds `epoch`, `loss` (mean training loss), and `<name>_accuracy` for each
     of `eval_sets`, plus whatever `track(model, epoch)` returns (e.g. per-group losses).
+    `lr_schedule`: "constant", or "cosine" (lr falls to 0 along a half cosine over all steps).
     """
     seed_everything(seed)
     device = device or config.device()
     model.to(device)
     opt = make_optimizer(model, optimizer, lr, weight_decay)
+    scheduler = make_schedule(opt, lr_schedule, epochs * -(-len(y) // batch_size))
     augment_fn = augmenter(x.shape[-1]) if augment else None
     order_gen = generator(seed)
     history = []
@@ -73,6 +88,7 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, ba
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            scheduler.step()
             total += loss.item() * len(idx)
             count += len(idx)
         row = {"epoch": epoch, "loss": total / count}

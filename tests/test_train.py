@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from labkit import models, train
@@ -48,3 +49,30 @@ def test_evaluation_helpers():
     assert probs.shape == (30, 2) and torch.allclose(probs.sum(1), torch.ones(30))
     assert torch.equal(train.predict(model, x), probs.argmax(1))
     assert train.per_sample_loss(model, x, y).shape == (30,)
+
+
+def test_cosine_schedule_falls_to_zero_over_all_steps_and_constant_keeps_the_rate():
+    model = models.build("linear", (1, 8, 8), 2, seed=0)
+    opt = train.make_optimizer(model, "sgd", 0.01)
+    cosine = train.make_schedule(opt, "cosine", total_steps=10)
+    rates = []
+    for _ in range(10):
+        opt.step()
+        cosine.step()
+        rates.append(opt.param_groups[0]["lr"])
+    assert rates[0] < 0.01 and all(a > b for a, b in zip(rates, rates[1:])) and rates[-1] == 0.0
+    opt = train.make_optimizer(model, "sgd", 0.01)
+    constant = train.make_schedule(opt, "constant", total_steps=10)
+    for _ in range(3):
+        opt.step()
+        constant.step()
+    assert opt.param_groups[0]["lr"] == 0.01
+
+
+def test_cosine_training_runs_and_an_unknown_schedule_names_the_choices():
+    x, y = _toy(64)
+    model = models.build("linear", (1, 8, 8), 2, seed=0)
+    history = train.train(model, x, y, epochs=2, batch_size=16, lr=0.05, lr_schedule="cosine", progress=False)
+    assert len(history) == 2
+    with pytest.raises(ValueError, match="constant, cosine"):
+        train.train(model, x, y, epochs=1, lr_schedule="step", progress=False)

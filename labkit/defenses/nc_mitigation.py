@@ -6,8 +6,9 @@ more they fire on inputs stamped with the reversed trigger than on the same clea
     threshold set on clean inputs at a chosen false positive rate; report the false negative rate.
 (b) `prune`: zero those neurons' outputs one at a time in rank order, with attack success and clean
     accuracy after each step; stop once the reversed trigger no longer works.
-(c) `unlearn`: fine-tune one epoch on a 10% clean sample (at least 600 images) in which 20% of the
-    images (from every class) carry the trigger and keep their true labels.
+(c) `unlearn`: fine-tune on a 10% clean sample (at least 2,000 images, or all) in which 20% of the
+    images (from every class) carry the trigger and keep their true labels: two epochs of SGD whose
+    learning rate falls along a cosine (the paper: one epoch; see `UNLEARN_SETTINGS`).
 
 Images are (N, C, H, W) in [0, 1]; a trigger is anything with `.apply(x)` (e.g. `triggers.Trigger`).
 """
@@ -120,11 +121,18 @@ def prune(model, x_clean_ref: torch.Tensor, reversed_trigger, x_test: torch.Tens
     return {**out, "order": order, "stopped_at": stopped_at}
 
 
-UNLEARN_MIN_IMAGES = 600  # the paper's 10% of MNIST is 6,000 images; 10% of digits would be only 135
-# Our choice; the paper gives none. Chosen over BadNets digits models of seeds 0-4 (lab profile): one epoch of
-# SGD at lr 0.01 in batches of 16 left attack success < 10% on all five (accuracy -1.1 to -4.7 points);
-# lr 0.003 in batches of 8 kept accuracy closer (-0.2 to -4.4) but left 15-17% on two of five.
-UNLEARN_SETTINGS = {"optimizer": "sgd", "lr": 0.01, "batch_size": 16}
+UNLEARN_MIN_IMAGES = 2000  # the paper's 10% of MNIST is 6,000 images; 10% of digits would be only 135
+# Our choice; the paper gives neither optimiser nor learning rate. Measured on BadNets digits models (lab profile,
+# target 0) of seeds 0-4, each trained with 2 and with 1 torch threads (bit-wise different models, as on another
+# machine): 10 models. The criterion was fixed before looking: worst accuracy cost <= 1.5 points and worst attack
+# success <= 5% (the acceptance test allows 3 points and 10%).
+# - one epoch of SGD at a constant lr 0.01 on 600 images (the previous setting): cost up to 5.1 points;
+# - the same on all 1,347 digits images: cost up to 2.4 points;
+# - lr 0.01 falling to 0 along a cosine over two epochs, 600 images: cost up to 2.4 points, success up to 4.7%;
+# - the same on all 1,347 images (this setting): cost -0.4 to 0.7 points, success 0.2% to 2.0%.
+# More clean images anchor the clean task; the falling learning rate lets the last steps settle where both tasks
+# are right. Constant lr 0.003 kept accuracy but left up to 24% success; Adam (1e-4, 3e-4) left 9-60%.
+UNLEARN_SETTINGS = {"optimizer": "sgd", "lr": 0.01, "batch_size": 16, "epochs": 2, "lr_schedule": "cosine"}
 
 
 def unlearning_set(x: torch.Tensor, y: torch.Tensor, stamp_triggers, *, sample_fraction: float = 0.1,
@@ -150,15 +158,16 @@ def unlearning_set(x: torch.Tensor, y: torch.Tensor, stamp_triggers, *, sample_f
 
 
 def unlearn(model, x: torch.Tensor, y: torch.Tensor, stamp_triggers, *, sample_fraction: float = 0.1,
-            stamp_fraction: float = 0.2, min_images: int = UNLEARN_MIN_IMAGES, epochs: int = 1,
-            optimizer: str = UNLEARN_SETTINGS["optimizer"], lr: float = UNLEARN_SETTINGS["lr"],
-            batch_size: int = UNLEARN_SETTINGS["batch_size"], seed: int = 0):
+            stamp_fraction: float = 0.2, min_images: int = UNLEARN_MIN_IMAGES,
+            epochs: int = UNLEARN_SETTINGS["epochs"], optimizer: str = UNLEARN_SETTINGS["optimizer"],
+            lr: float = UNLEARN_SETTINGS["lr"], batch_size: int = UNLEARN_SETTINGS["batch_size"],
+            lr_schedule: str = UNLEARN_SETTINGS["lr_schedule"], seed: int = 0):
     """A fine-tuned copy of `model` (the original is untouched): `epochs` (the paper: 1) over
-    `unlearning_set(...)` with SGD (momentum 0.9, lr 0.01, batches of 16) unless told otherwise.
-    Returns (patched model, training history)."""
+    `unlearning_set(...)` with SGD (momentum 0.9, lr 0.01 falling to 0 along a cosine, batches of 16)
+    unless told otherwise. Returns (patched model, training history)."""
     xs, ys, _ = unlearning_set(x, y, stamp_triggers, sample_fraction=sample_fraction,
                                stamp_fraction=stamp_fraction, min_images=min_images, seed=seed)
     patched = copy.deepcopy(model)
     history = train(patched, xs, ys, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-                    seed=seed, progress=False)
+                    lr_schedule=lr_schedule, seed=seed, progress=False)
     return patched.cpu().eval(), history
