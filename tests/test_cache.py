@@ -90,3 +90,36 @@ def test_cache_dir_defaults_inside_the_project(monkeypatch):
     monkeypatch.chdir(os.path.expanduser("~"))  # the working directory must not matter
     assert paths.cache_dir() == paths.PROJECT_ROOT / "data" / "cache"
     assert (paths.PROJECT_ROOT / "labkit").is_dir()
+
+
+def test_data_dir_moves_the_cache_unless_cache_dir_is_set(tmp_path, monkeypatch):
+    from labkit import paths
+
+    monkeypatch.delenv("LABKIT_CACHE_DIR", raising=False)
+    monkeypatch.setenv("LABKIT_DATA_DIR", str(tmp_path / "datasets"))
+    assert paths.data_dir() == tmp_path / "datasets"
+    assert paths.cache_dir() == tmp_path / "datasets" / "cache"
+    assert cache.entry_path("demo", {"a": 1}).parent == tmp_path / "datasets" / "cache" / "ci"
+    monkeypatch.setenv("LABKIT_CACHE_DIR", str(tmp_path / "results"))
+    assert paths.cache_dir() == tmp_path / "results" and paths.data_dir() == tmp_path / "datasets"
+
+
+def test_the_installed_command_prints_both_folders(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LABKIT_DATA_DIR": str(tmp_path)}
+    env.pop("LABKIT_CACHE_DIR", None)
+    done = subprocess.run([sys.executable, "-m", "labkit", "info", "--json"], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=300)
+    info = json.loads(done.stdout)
+    assert info["data_dir"] == str(tmp_path) and info["cache_dir"] == str(tmp_path / "cache")
+
+
+def test_clear_also_removes_orphaned_temporary_files(tmp_cache):
+    cache.memoize("demo", {"a": 1}, lambda: {"v": 1})
+    orphan = tmp_cache / "ci" / ".demo-abc.pt.x1y2.tmp"  # what a write killed half way leaves
+    orphan.write_bytes(b"half")
+    assert cache.clear() == 1
+    assert list((tmp_cache / "ci").iterdir()) == []
