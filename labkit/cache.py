@@ -2,8 +2,10 @@
 
 An entry lives at `<cache_dir>/<profile>/<name>-<key>.pt`, where the key hashes the
 experiment name, its full config, the profile, the thread count it is computed with,
-labkit's version and a fingerprint of labkit's source (so editing the code never serves a
-stale result). The folder is checked for writing *before* computing (no result is lost
+labkit's version and the code its result depends on: the module that computes it and every
+labkit module that one imports, transitively, docstrings and comments left out
+(`labkit.dependencies`). Editing `train.py` recomputes every model; restyling a plot, a
+notebook or a docstring keeps them all. The folder is checked for writing *before* computing (no result is lost
 after the work is done). Entries are written to a temporary file and renamed into place
 (atomic: an interrupted run leaves no half entry) and read with
 `torch.load(weights_only=True)` only — tensors, numbers, strings, lists and dicts. Each entry
@@ -25,8 +27,9 @@ from typing import Callable, Iterable
 import torch
 
 import labkit
-from labkit import config, paths
+from labkit import config, dependencies, paths
 from labkit.errors import LabkitError
+from labkit.files import atomic_torch_save
 
 FORMAT = 2  # bump when the entry layout changes: older entries are then recomputed
 HEADER = "_labkit_entry"  # {"format", "experiment", "key", "keys"}
@@ -34,7 +37,7 @@ HEADER = "_labkit_entry"  # {"format", "experiment", "key", "keys"}
 
 @functools.lru_cache(maxsize=1)
 def code_fingerprint() -> str:
-    """Hash of every labkit source file: results computed by other code never match."""
+    """Hash of every labkit source file: the conservative key for results whose module is not named."""
     digest = hashlib.sha256(labkit.__version__.encode())
     root = Path(labkit.__file__).parent
     for source in sorted(root.rglob("*.py")):
@@ -43,18 +46,20 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def key(name: str, cfg: dict, profile_name: str, threads: int | None = None) -> str:
-    """A stable hash of (name, config, profile, threads, labkit version + source)."""
+def key(name: str, cfg: dict, profile_name: str, threads: int | None = None, module: str | None = None) -> str:
+    """A stable hash of (name, config, profile, threads, labkit version, code): the code of `module` and what
+    it imports (`dependencies.fingerprint`), or all of labkit's source when no module is named."""
+    code = dependencies.fingerprint(module) if module else code_fingerprint()
     blob = json.dumps({"name": name, "config": cfg, "profile": profile_name,
-                       "threads": threads or config.threads(),
-                       "version": labkit.__version__, "code": code_fingerprint()},
+                       "threads": threads or config.threads(), "version": labkit.__version__, "code": code},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def entry_path(name: str, cfg: dict, profile_name: str | None = None) -> Path:
+def entry_path(name: str, cfg: dict, profile_name: str | None = None, module: str | None = None) -> Path:
+    """Where the entry of (name, cfg) computed by `module`'s code lives in the profile's cache folder."""
     profile_name = profile_name or config.profile_name()
-    return paths.cache_dir() / profile_name / f"{name}-{key(name, cfg, profile_name)}.pt"
+    return paths.cache_dir() / profile_name / f"{name}-{key(name, cfg, profile_name, module=module)}.pt"
 
 
 def not_writable(folder: Path, error: OSError) -> LabkitError:
@@ -72,21 +77,6 @@ def ensure_writable(folder: Path) -> None:
         os.unlink(probe)
     except OSError as error:
         raise not_writable(folder, error) from None
-
-
-def atomic_torch_save(obj, path: Path) -> None:
-    """`torch.save` to a temporary file in the same folder, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(obj, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _problem(value, name: str | None, required: Iterable[str]) -> str | None:
@@ -132,15 +122,16 @@ def write(path: Path, name: str, result: dict) -> None:
 
 
 def memoize(name: str, cfg: dict, compute: Callable[[], dict], *, enabled: bool = True,
-            required: Iterable[str] = ()) -> dict:
+            required: Iterable[str] = (), module: str | None = None) -> dict:
     """`compute()`'s result for (name, cfg) in the active profile, from disk when cached.
 
     `compute` runs with `config.threads()` torch threads (a part of the key), so an entry never depends
-    on how it was scheduled; `required` are keys every valid entry holds."""
+    on how it was scheduled; `required` are keys every valid entry holds; `module` is the module whose code
+    computes the result (`__name__` of the caller; None keys it by all of labkit's source)."""
     if not enabled:
         with config.fixed_threads():
             return compute()
-    path = entry_path(name, cfg)
+    path = entry_path(name, cfg, module=module)
     cached = read(path, name, required)
     if cached is not None:
         return cached

@@ -105,9 +105,27 @@ def cmd_data(args) -> None:
     print(f"{args.name} ready in {data.download(args.name)}")
 
 
+def experiment_help(name: str) -> str:
+    """`labkit run NAME --help`: the experiment's docstring and every knob with its default, range and help."""
+    from labkit import experiments
+
+    experiment = experiments.get(name)
+    lines = [f"usage: labkit run {name} [--set KEY=VALUE ...] [--json] [--no-cache]", "",
+             experiment.doc.splitlines()[0] if experiment.doc else name, "", "knobs (--set KEY=VALUE):"]
+    width = max(len(key) for key in experiment.params)
+    for key, param in experiment.params.items():
+        default = "none" if param.default is None else repr(param.default)
+        lines.append(f"  {key:{width}s}  {param.help or ''} — {param.describe()}; default {default}")
+    lines += ["", "prints: " + ", ".join(experiment.summary)]
+    return "\n".join(lines)
+
+
 def cmd_run(args) -> None:
     from labkit import experiments
 
+    if args.help:
+        print(experiment_help(args.experiment))
+        return
     values = _parse_values(args.experiment, _pairs(args.set, "--set"))
     result = experiments.run(args.experiment, use_cache=not args.no_cache, **values)
     _print(result, args.json, experiments.get(args.experiment).summary)
@@ -189,8 +207,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?")
     p.set_defaults(fn=cmd_data)
 
-    p = sub.add_parser("run", help="run one experiment (cached)")
+    p = sub.add_parser("run", help="run one experiment (cached); `labkit run NAME --help` lists its knobs",
+                       add_help=False)
     p.add_argument("experiment")
+    p.add_argument("-h", "--help", action="store_true", help="the experiment's knobs, defaults and ranges")
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-cache", action="store_true", help="recompute even when a cached result exists")

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from labkit import config, paths
 from labkit.errors import DataCorruptError, DataMissingError, LabkitError
+from labkit.files import atomic_torch_save
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class DatasetInfo:
     folder: str  # sub-folder of the data directory that torchvision uses
     description: str
     offline: bool  # ships with an installed package; never needs a download
+    num_classes: int = 10
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -56,7 +58,8 @@ DATASETS: dict[str, DatasetInfo] = {
     "mnist": DatasetInfo("mnist", "MNIST", "MNIST handwritten digits, 70,000 28x28 grey images (~12 MB)", False),
     "fashion-mnist": DatasetInfo("fashion-mnist", "FashionMNIST", "Fashion-MNIST, 70,000 28x28 grey images (~30 MB)", False),
     "cifar10": DatasetInfo("cifar10", "cifar-10-batches-py", "CIFAR-10, 60,000 32x32 colour images (~170 MB)", False),
-    "gtsrb": DatasetInfo("gtsrb", "gtsrb", "German traffic signs, ~39,000 images resized to 32x32 (~350 MB)", False),
+    "gtsrb": DatasetInfo("gtsrb", "gtsrb", "German traffic signs, ~39,000 images resized to 32x32 (~350 MB)", False,
+                         num_classes=43),
 }
 
 
@@ -238,7 +241,7 @@ def _gtsrb(size: int = 32) -> Dataset:
     if converted.exists():
         try:
             blob = torch.load(converted, weights_only=True)
-            return Dataset("gtsrb", *blob["tensors"], classes=tuple(str(i) for i in range(43)))
+            return Dataset("gtsrb", *blob["tensors"], classes=tuple(str(i) for i in range(DATASETS["gtsrb"].num_classes)))
         except Exception:  # noqa: BLE001 — a damaged conversion is made again from the raw files
             converted.unlink(missing_ok=True)
     v2 = _transforms()
@@ -248,20 +251,14 @@ def _gtsrb(size: int = 32) -> Dataset:
         raw = _open("gtsrb", train, transform=to_tensor)
         images, labels = zip(*(raw[i] for i in range(len(raw))))
         tensors += [torch.stack(images).clamp(0, 1), torch.tensor(labels, dtype=torch.int64)]
-    _atomic_torch_save({"tensors": tensors}, converted)
-    return Dataset("gtsrb", *tensors, classes=tuple(str(i) for i in range(43)))
+    atomic_torch_save({"tensors": tensors}, converted)
+    return Dataset("gtsrb", *tensors, classes=tuple(str(i) for i in range(DATASETS["gtsrb"].num_classes)))
 
 
 def _transforms():
     from labkit.compat import transforms_v2
 
     return transforms_v2()
-
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    from labkit.cache import atomic_torch_save
-
-    atomic_torch_save(obj, path)
 
 
 def status(name: str) -> tuple[str, str]:

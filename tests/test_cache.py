@@ -123,3 +123,63 @@ def test_clear_also_removes_orphaned_temporary_files(tmp_cache):
     orphan.write_bytes(b"half")
     assert cache.clear() == 1
     assert list((tmp_cache / "ci").iterdir()) == []
+
+
+# --- the key follows the code a result depends on ----------------------------------------------------
+
+def _copy_of_labkit(tmp_path):
+    import shutil
+
+    from labkit import dependencies
+
+    root = tmp_path / "labkit"
+    shutil.copytree(dependencies.PACKAGE_DIR, root, ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+def _fingerprint(module, root):
+    from labkit import dependencies
+
+    return dependencies.fingerprint.__wrapped__(module, root)  # unmemoised: the files change under it
+
+
+def test_restyling_plots_or_editing_docstrings_and_comments_keeps_every_cached_model(tmp_path):
+    root = _copy_of_labkit(tmp_path)
+    before = {m: _fingerprint(m, root) for m in ("labkit.experiments.badnets", "labkit.experiments.neural_cleanse")}
+    plots = root / "plots" / "__init__.py"
+    plots.write_text(plots.read_text() + "\n\ndef restyled(ax):\n    return ax.set_title('new look')\n")
+    train_py = root / "train.py"
+    text = train_py.read_text()
+    text = text.replace('"""Train `model` in place', '"""Train the given `model` in place', 1)  # a docstring
+    text = text.replace("EVAL_BATCH = 1024", "EVAL_BATCH = 1024  # a comment", 1)
+    train_py.write_text(text)
+    assert {m: _fingerprint(m, root) for m in before} == before
+
+
+def test_editing_the_training_loop_invalidates_every_model_that_uses_it(tmp_path):
+    root = _copy_of_labkit(tmp_path)
+    before = {m: _fingerprint(m, root) for m in ("labkit.experiments.badnets", "labkit.experiments.neural_cleanse",
+                                                 "labkit.experiments.blind")}
+    train_py = root / "train.py"
+    train_py.write_text(train_py.read_text().replace("EVAL_BATCH = 1024", "EVAL_BATCH = 512", 1))
+    after = {m: _fingerprint(m, root) for m in before}
+    assert all(after[m] != before[m] for m in before)
+
+
+def test_an_experiment_depends_on_its_own_code_and_what_it_imports_not_on_the_face():
+    from labkit import dependencies
+
+    needed = dependencies.closure("labkit.experiments.neural_cleanse")
+    assert {"labkit.train", "labkit.defenses.neural_cleanse", "labkit.experiments.badnets", "labkit.cache"} <= set(needed)
+    assert not [m for m in needed if m.split(".")[1:2] in (["plots"], ["widgets"], ["cli"], ["bench"])]
+    editing_strip_keeps_neural_cleanse = "labkit.defenses.strip" not in needed
+    assert editing_strip_keeps_neural_cleanse
+
+
+def test_run_keys_its_entry_by_the_experiments_module(tmp_cache):
+    from labkit import experiments
+
+    path = experiments.entry_path("badnets", seed=3)
+    cfg = experiments.get("badnets").resolve({"seed": 3})
+    assert path == cache.entry_path("badnets", cfg, module="labkit.experiments.badnets")
+    assert path != cache.entry_path("badnets", cfg)  # the whole-source key is for unnamed modules only

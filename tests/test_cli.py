@@ -54,3 +54,15 @@ def test_missing_dataset_while_offline_names_the_fix(capsys, tmp_path, monkeypat
 def test_repeated_set_flags_accumulate(capsys):
     args = cli.parser().parse_args(["run", "badnets", "--set", "seed=1", "--set", "poison_fraction=0.2", "target=3"])
     assert args.set == ["seed=1", "poison_fraction=0.2", "target=3"]
+
+
+def test_run_help_lists_every_knob_with_its_help_and_range(capsys):
+    from labkit import experiments
+
+    assert cli.main(["run", "badnets", "--help"]) == 0
+    out = capsys.readouterr().out
+    for key, param in experiments.get("badnets").params.items():
+        line = next(line for line in out.splitlines() if line.strip().startswith(key + " "))
+        assert param.help in line and param.describe() in line
+    assert "poison_fraction" in out and "default 0.1" in out
+    assert cli.main(["run", "nope", "--help"]) == 2

@@ -143,7 +143,7 @@ def bad_entries(tmp_path: Path) -> dict:
 
 @pytest.mark.parametrize("kind", list(bad_entries(Path("/unused"))))
 def test_a_bad_entry_is_recomputed_and_nothing_in_it_runs(tmp_cache, tmp_path, kind):
-    path = cache.entry_path("badnets", experiments.get("badnets").resolve(QUICK))
+    path = experiments.entry_path("badnets", **QUICK)
     path.parent.mkdir(parents=True, exist_ok=True)
     bad_entries(tmp_path)[kind](path)
     with pytest.warns(UserWarning, match="is corrupt"):
@@ -172,9 +172,9 @@ def test_the_thread_count_is_fixed_whatever_the_caller_set(tmp_cache, monkeypatc
     cache.clear()
     two = experiments.run("badnets", **QUICK)
     assert all(torch.equal(one["model_state"][k], two["model_state"][k]) for k in one["model_state"])
-    default_entry = cache.entry_path("badnets", one["config"])
+    default_entry = experiments.entry_path("badnets", **QUICK)
     monkeypatch.setenv("LABKIT_THREADS", "1")  # asked for explicitly: another entry
-    assert cache.entry_path("badnets", one["config"]) != default_entry
+    assert experiments.entry_path("badnets", **QUICK) != default_entry
     assert experiments.run("badnets", **QUICK)["threads"] == 1
 
 

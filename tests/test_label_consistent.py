@@ -186,3 +186,9 @@ def test_acceptance_pgd_beats_the_label_consistent_baseline(tmp_cache, monkeypat
     assert attack["attack_success_rate"] >= baseline["attack_success_rate"] + 0.3, (
         attack["attack_success_rate"], baseline["attack_success_rate"])
     assert abs(attack["clean_accuracy"] - clean["clean_accuracy"]) <= 0.03
+
+
+def test_the_defaults_are_the_headline_attack_that_shows_the_lesson():
+    """`labkit run label-consistent` with no --set runs the notebook's headline attack, not one that shows 0%."""
+    defaults = experiments.get("label-consistent").resolve({})
+    assert {key: defaults[key] for key in lcx.SETTING} == lcx.SETTING

@@ -306,7 +306,7 @@ def test_acceptance_lab_profile_digits(tmp_cache, monkeypatch):
 
 
 def test_pass_cost_probe_leaves_the_model_untouched():
-    from labkit.experiments.neural_cleanse import input_gradient_seconds_per_image
+    from labkit.bench.neural_cleanse import input_gradient_seconds_per_image
     model = models.SmallCNN()
     before = [p.detach().clone() for p in model.parameters()]
     cost = input_gradient_seconds_per_image(model, (1, 16, 16), batch_size=4, repeat=1)

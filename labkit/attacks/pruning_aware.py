@@ -14,14 +14,14 @@ import copy
 import torch
 from torch import nn
 
+from labkit import pruning
 from labkit import train as training
-from labkit.defenses import fine_pruning
 
 
 def restore_channels(model: nn.Module, original: nn.Module, channels: torch.Tensor) -> nn.Module:
     """Step 4 (de-pruning): drop the masks and put `original`'s last-conv weights and biases back
     into `channels`. In place; returns `model`."""
-    fine_pruning.make_permanent(model)
+    pruning.make_permanent(model)
     channels = torch.as_tensor(channels, dtype=torch.long)
     with torch.no_grad():
         for name in ("conv2", "norm2"):
@@ -43,9 +43,9 @@ def pruning_aware_backdoor(clean_model: nn.Module, x_reference: torch.Tensor, x_
     poisoned training set. Returns (backdoored model with decoys restored, decoy channel indices,
     training history of step 3).
     """
-    activations = fine_pruning.channel_activations(clean_model, x_reference)
-    decoys = fine_pruning.channels_to_prune(activations, prune_percent)
-    model = fine_pruning.prune_channels(copy.deepcopy(clean_model), decoys)
+    activations = pruning.channel_activations(clean_model, x_reference)
+    decoys = pruning.channels_to_prune(activations, prune_percent)
+    model = pruning.prune_channels(copy.deepcopy(clean_model), decoys)
     history = training.train(model, x_poisoned, y_poisoned, epochs=epochs, batch_size=batch_size, lr=lr,
                              seed=seed, progress=progress, desc="pruning-aware attack")
     restore_channels(model, clean_model, decoys)

@@ -1,7 +1,7 @@
 """The experiment registry: name → pure function of a config → result dict, cached on disk.
 
 Each paper's module in this package registers its experiments with `@register(...)`
-(and its benchmark with `labkit.bench.benchmark`); modules are discovered automatically.
+modules are discovered automatically. (Their benchmarks live in `labkit.bench`.)
 `run(name, **config)` validates the config (one-line errors naming the valid range),
 fills defaults, and returns the cached result or computes and caches it.
 """
@@ -148,6 +148,15 @@ class Experiment:
         return cfg
 
 
+def check_target(cfg: dict) -> None:
+    """A config check: `target` must be one of `dataset`'s classes (the count comes from `labkit.data`)."""
+    from labkit import data
+
+    classes = data.DATASETS[cfg["dataset"]].num_classes
+    if cfg["target"] >= classes:
+        raise LabkitError(f"target must be an int in [0, {classes - 1}] for {cfg['dataset']}, got {cfg['target']}")
+
+
 _REGISTRY: dict[str, Experiment] = {}
 _discovered = False
 
@@ -194,8 +203,15 @@ def run(name: str, *, use_cache: bool = True, **overrides) -> dict:
         result = experiment.fn(**cfg)
         return {**{k: None for k in experiment.summary}, **result, "threads": config.threads()}
 
-    result = cache.memoize(name, cfg, compute, enabled=use_cache, required=experiment.summary)
+    result = cache.memoize(name, cfg, compute, enabled=use_cache, required=experiment.summary,
+                           module=experiment.fn.__module__)
     return {**result, "config": cfg}
+
+
+def entry_path(name: str, **overrides):
+    """Where `run(name, **overrides)` keeps its result in the cache (the file need not exist)."""
+    experiment = get(name)
+    return cache.entry_path(name, experiment.resolve(overrides), module=experiment.fn.__module__)
 
 
 def grid_configs(grid: dict[str, list]) -> list[dict]:

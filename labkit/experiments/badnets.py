@@ -1,5 +1,5 @@
 """BadNets end to end (notebook 01): poison → train → clean accuracy and attack success;
-the thesis' simple detection scheme; and the `badnets` benchmark."""
+and the thesis' simple detection scheme."""
 from __future__ import annotations
 
 import time
@@ -8,9 +8,8 @@ import torch
 
 from labkit import config, data, models, train, triggers
 from labkit.attacks import badnets as badnets_attack
-from labkit.bench import benchmark, seconds
 from labkit.defenses import filtering
-from labkit.experiments import Param, register, run
+from labkit.experiments import Param, check_target, register
 from labkit.metrics import attack_success_rate, clean_accuracy
 
 COMMON = {
@@ -20,14 +19,6 @@ COMMON = {
     "amplitude": Param(255.0, float, 0, 255, low_open=True, help="trigger amplitude, 0–255 pixel scale"),
     "seed": Param(0, int, 0, 2**31 - 1, help="seed for poisoning, init and training order"),
 }
-
-
-def check_target(cfg: dict) -> None:
-    classes = 43 if cfg["dataset"] == "gtsrb" else 10
-    if cfg["target"] >= classes:
-        from labkit.errors import LabkitError
-
-        raise LabkitError(f"target must be an int in [0, {classes - 1}] for {cfg['dataset']}, got {cfg['target']}")
 
 
 def fit(model_arch: str, ds: data.Dataset, x: torch.Tensor, y: torch.Tensor, *, seed: int,
@@ -105,39 +96,3 @@ def detection(dataset, poison_fraction, target, trigger, amplitude, seed, truste
         "poisoned_found": filtering.poisoned_among_lowest(scores, idx, ks),
         "expected_at_random": [k * len(idx) / len(scores) for k in ks],
     }
-
-
-@benchmark("badnets")
-def bench_badnets() -> dict:
-    """Seconds for one BadNets run per profile; cached re-run + replot latency; run/epoch ratio."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    from labkit import plots
-
-    out = {}
-    with config.keep_profile():
-        for name in ("ci", "lab", "paper"):
-            config.use_profile(name)
-            out[f"run_seconds_{name}"] = seconds(lambda: run("badnets", use_cache=False, poison_fraction=0.1) and None)
-        config.use_profile("ci")
-        prof = config.profile()
-        ds = data.load("digits")
-        model = models.build("small-cnn", ds.image_shape, ds.num_classes, seed=0)
-        epoch = seconds(lambda: train.train(model, ds.x_train, ds.y_train, epochs=1, batch_size=prof.batch_size,
-                                            lr=prof.learning_rate, progress=False))
-        full = seconds(lambda: run("badnets", use_cache=False, poison_fraction=0.1))
-        run("badnets", poison_fraction=0.1)  # populate the cache
-
-        def replot():
-            result = run("badnets", poison_fraction=0.1)
-            fig, ax = plt.subplots()
-            plots.asr_vs_accuracy(ax, [result["clean_accuracy"]], [result["attack_success_rate"]])
-            plt.close(fig)
-        out["cached_replot_seconds"] = seconds(replot, repeat=3)
-        out["plain_epoch_seconds_ci"] = epoch
-        out["run_to_epoch_ratio_ci"] = full / epoch
-        out["epochs_per_run_ci"] = prof.epochs
-    return out

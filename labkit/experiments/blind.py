@@ -1,6 +1,6 @@
 """Blind backdoors end to end (notebook 07): normal training θ vs compromised-loss training θ*
 on the same data, seed and training code; MGDA or fixed scales; the calculator; Neural Cleanse
-with and without the evasion loss; STRIP; DP-style gradient shaping; and the `blind` benchmark."""
+with and without the evasion loss; STRIP; DP-style gradient shaping."""
 from __future__ import annotations
 
 import time
@@ -10,7 +10,6 @@ import torch
 from labkit import cache, config, data, models, triggers
 from labkit.attacks import blind as blind_attack
 from labkit.attacks import calculator, mgda
-from labkit.bench import benchmark, seconds
 from labkit.errors import LabkitError
 from labkit.experiments import Param, register
 from labkit.train import predict
@@ -168,8 +167,8 @@ def train_pair(dataset, synthesizer, balance, normalization, backdoor_scale, eva
             out["evasion_pattern"] = loss_fn.trigger_model().pattern().detach().cpu()
         return out
 
-    normal = cache.memoize("blind-normal", normal_cfg, train_normal)
-    attacked = cache.memoize("blind-train", cfg, train_blind)
+    normal = cache.memoize("blind-normal", normal_cfg, train_normal, module=__name__)
+    attacked = cache.memoize("blind-train", cfg, train_blind, module=__name__)
     clean_model = models.build("small-cnn", image_shape, num_classes)
     clean_model.load_state_dict(normal["model_state"])
     model = models.build("small-cnn", image_shape, num_classes)
@@ -203,8 +202,9 @@ def blind(dataset, synthesizer, balance, normalization, backdoor_scale, evasion,
     if evasion if neural_cleanse is None else neural_cleanse:
         _, _, x_test, _, num_classes, _, _ = task_data(dataset, synthesizer, target, seed)
         model = models.rebuild(result["model_spec"], result["model_state"])
-        result.update(cache.memoize("blind-nc", {**cfg, "samples": nc_samples()}, lambda: neural_cleanse_report(
-            model, x_test[:nc_samples()], num_classes, target, seed)))
+        def report() -> dict:
+            return neural_cleanse_report(model, x_test[:nc_samples()], num_classes, target, seed)
+        result.update(cache.memoize("blind-nc", {**cfg, "samples": nc_samples()}, report, module=__name__))
     return result
 
 
@@ -231,39 +231,3 @@ def strip_report(result: dict, frr: float = 0.01, n: int = 100, seed: int = 0) -
     frr_measured, far = strip.detection_rates(benign, trojan, threshold)
     return {"benign_entropy": benign, "trojan_entropy": trojan, "threshold": threshold,
             "frr": frr_measured, "far": far}
-
-
-@benchmark("blind")
-def bench_blind() -> dict:
-    """Seconds per training step on ci digits: normal loss vs the blind loss with MGDA and fixed scales."""
-    with config.keep_profile():
-        config.use_profile("ci")
-        prof = config.profile()
-        ds = data.load("digits")
-        synth = blind_attack.label_as(0, triggers.make("badnets", ds.image_shape), "pattern")
-        x, y = ds.x_train[:prof.batch_size], ds.y_train[:prof.batch_size]
-        loss_fns = {
-            "normal": blind_attack.normal_loss(),
-            "mgda": blind_attack.BlindLoss(synth, balance="mgda"),
-            "fixed": blind_attack.BlindLoss(synth, balance="fixed"),
-            "mgda_evasion": blind_attack.BlindLoss(synth, balance="mgda", evasion=True),
-            "fixed_evasion": blind_attack.BlindLoss(synth, balance="fixed", evasion=True, fixed_scales=(0.6, 0.3, 0.1)),
-        }
-        out = {}
-        for name, loss_fn in loss_fns.items():
-            model = models.build("small-cnn", ds.image_shape, ds.num_classes, seed=0)
-            opt = torch.optim.Adam(model.parameters(), lr=prof.learning_rate)
-
-            def steps(count=20):
-                for _ in range(count):
-                    loss = loss_fn(model, x, y)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-            steps(3)  # warm-up
-            out[f"step_seconds_{name}"] = seconds(steps, repeat=3) / 20
-        for name in loss_fns:
-            if name != "normal":
-                out[f"ratio_{name}_to_normal"] = out[f"step_seconds_{name}"] / out["step_seconds_normal"]
-        out["batch_size"] = prof.batch_size
-    return out

@@ -16,11 +16,10 @@ import torch
 from labkit import config, data, models, train, triggers
 from labkit.attacks import badnets as badnets_attack
 from labkit.attacks import pruning_aware
-from labkit.bench import benchmark, seconds
 from labkit.defenses import fine_pruning as fp
 from labkit.defenses import strip
-from labkit.experiments import Param, register, run
-from labkit.experiments.badnets import COMMON, check_target
+from labkit.experiments import Param, check_target, register, run
+from labkit.experiments.badnets import COMMON
 from labkit.metrics import asr_from_predictions
 from labkit.seed import generator
 
@@ -300,18 +299,3 @@ def defense_pipeline(dataset, attack, poison_fraction, target, trigger, amplitud
             "trojan_to_target": float((trojan_answers == target).float().mean()),
             "trojan_correct": float((trojan_answers == y_trojan).float().mean()),
             "clean_count": len(y_clean), "trojan_count": len(y_trojan), "threshold": screened["threshold"]}
-
-
-@benchmark("strip")
-def bench_strip() -> dict:
-    """STRIP throughput (inputs/s) at N = 10 and N = 100 and its overhead vs plain inference, same run."""
-    ds = data.load("digits", train_size=None, test_size=None)
-    model = models.build("small-cnn", ds.image_shape, ds.num_classes, seed=0).to(config.device()).eval()
-    x, holdout = ds.x_test[:256], ds.x_train[:200]
-    plain = seconds(lambda: train.predict(model, x), repeat=5)
-    out = {"device": str(config.device()), "inputs": len(x), "plain_inputs_per_s": len(x) / plain}
-    for n in (10, 100):
-        took = seconds(lambda: strip.entropy_scores(model, x, holdout, n=n), repeat=3 if n == 10 else 1)
-        out[f"strip_n{n}_inputs_per_s"] = len(x) / took
-        out[f"strip_n{n}_overhead_ratio"] = took / plain
-    return out

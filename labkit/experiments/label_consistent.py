@@ -17,11 +17,10 @@ from labkit import cache, config, data, models, train, triggers
 from labkit.attacks import badnets as badnets_attack
 from labkit.attacks import label_consistent as lc
 from labkit.attacks import latent
-from labkit.bench import benchmark, seconds
 from labkit.defenses import filtering
 from labkit.errors import LabkitError
-from labkit.experiments import Param, register, run
-from labkit.experiments.badnets import check_target, trusted_label_scores
+from labkit.experiments import Param, check_target, register
+from labkit.experiments.badnets import trusted_label_scores
 from labkit.metrics import attack_success_rate, clean_accuracy
 
 METHODS = ("none", "pgd-l2", "pgd-linf", "latent", "pixel", "noise")
@@ -90,7 +89,7 @@ def surrogate(dataset: str, kind: str, norm: str, seed: int):
         return {"state": model.state_dict(), "indices": idx,
                 "test_accuracy": train.accuracy(model, ds.x_test, ds.y_test)}
 
-    result = cache.memoize("lc-surrogate", cfg, compute)
+    result = cache.memoize("lc-surrogate", cfg, compute, module=__name__)
     ds = data.load(dataset)
     model = _surrogate_model(kind, ds, seed)
     model.load_state_dict(result["state"])
@@ -115,7 +114,7 @@ def generative_model(dataset: str, seed: int) -> latent.VAE:
         model, history = latent.train_vae(ds.x_train, epochs=s["vae_epochs"], seed=seed)
         return {"state": model.state_dict(), "history": history}
 
-    result = cache.memoize("lc-vae", cfg, compute)
+    result = cache.memoize("lc-vae", cfg, compute, module=__name__)
     model = latent.VAE(data.load(dataset).image_shape)
     model.load_state_dict(result["state"])
     return model.eval()
@@ -186,12 +185,13 @@ def _quartiles(values: torch.Tensor) -> list[float]:
 COMMON = {
     "dataset": Param("digits", str, choices=tuple(data.DATASETS), help="dataset to poison"),
     "method": Param("pgd-l2", str, choices=METHODS, help="how target images are made hard before the trigger"),
-    "epsilon": Param(300.0, float, 0, 5000, help="PGD radius in thesis units (0–255 scale, 32x32x3; ℓ∞ at most 255)"),
+    "epsilon": Param(SETTING["epsilon"], float, 0, 5000,
+                     help="PGD radius in thesis units (0–255 scale, 32x32x3; ℓ∞ at most 255)"),
     "tau": Param(0.2, float, 0, 1, help="interpolation towards another class (latent, pixel)"),
     "sigma": Param(16.0, float, 0, 255, help="Gaussian noise std, 0–255 pixel scale (noise)"),
     "amplitude": Param(255.0, float, 0, 255, low_open=True, help="trigger amplitude, 0–255 pixel scale"),
     "trigger": Param("badnets", str, choices=TRIGGERS, help="one-corner (badnets) or four-corner trigger"),
-    "poison_fraction": Param(0.25, float, 0, 1, help="fraction of the TARGET class poisoned"),
+    "poison_fraction": Param(SETTING["poison_fraction"], float, 0, 1, help="fraction of the TARGET class poisoned"),
     "target": Param(0, int, 0, 42, help="the attacker's target label"),
     "surrogate": Param("adversarial", str, choices=SURROGATES, help="model PGD attacks (never the victim)"),
     "seed": Param(0, int, 0, 2**31 - 1, help="seed for poisoning, surrogate, init and training order"),
@@ -323,7 +323,7 @@ def gallery(dataset: str = "digits", target: int = 0, seed: int = 0, count: int 
         rows["+ four-corner a=32"] = triggers.make("four-corner", ds.image_shape, 32).apply(hard)
         return rows
 
-    return cache.memoize("lc-gallery", cfg, compute)
+    return cache.memoize("lc-gallery", cfg, compute, module=__name__)
 
 
 def grid() -> dict:
@@ -331,42 +331,3 @@ def grid() -> dict:
     s = sizes()
     return {"epsilon": list(s["grid_epsilons"]), "amplitude": list(s["grid_amplitudes"]),
             "poison_fraction": list(s["grid_fractions"])}
-
-
-@benchmark("label-consistent")
-def bench_label_consistent() -> dict:
-    """Lab profile, digits. PGD poison generation in images/s and in forward+backward passes of the
-    same surrogate (measured in the same run; ≈ the step count when PGD adds no overhead); the
-    notebook's fraction sweep (baseline + PGD at every grid fraction, uncached, surrogate cached)
-    in seconds, and the widget grid's time extrapolated from the sweep's seconds per run."""
-    out = {}
-    with config.keep_profile():
-        config.use_profile("lab")
-        ds = data.load("digits")
-        model, _, _ = surrogate("digits", SETTING["surrogate"], "l2", 0)
-        x, y = ds.x_train[:512], ds.y_train[:512]
-        steps = sizes()["pgd_steps"]
-
-        def forward_backward():
-            x_req = x.clone().requires_grad_(True)
-            torch.nn.functional.cross_entropy(model(x_req), y).backward()
-        base = seconds(forward_backward, repeat=3)
-        for norm in ("l2", "linf"):
-            t = seconds(lambda: lc.pgd(model, x, y, norm=norm, steps=steps,
-                                       epsilon=lc.scale_epsilon(EPSILONS[norm][-1], norm, ds.image_shape)), repeat=2)
-            out[f"pgd_{norm}_images_per_second"] = len(x) / t
-            out[f"pgd_{norm}_cost_in_forward_backward_passes"] = t / base
-        out["pgd_steps"] = steps
-        configs = [{"method": m, "poison_fraction": f} for f in sizes()["grid_fractions"] for m in ("none", "pgd-l2")]
-        start = time.perf_counter()
-        for cfg in configs:
-            run("label-consistent", use_cache=False, **{**SETTING, **cfg})
-        out["fraction_sweep_runs"] = len(configs)
-        out["fraction_sweep_seconds_lab"] = time.perf_counter() - start
-        per_run = out["fraction_sweep_seconds_lab"] / len(configs)
-        out["seconds_per_run_lab"] = per_run
-        g = grid()
-        widget_runs = 2 * len(g["epsilon"]) * len(g["amplitude"]) * len(g["poison_fraction"])  # PGD + baseline
-        out["widget_grid_runs"] = widget_runs
-        out["widget_grid_seconds_lab_extrapolated"] = per_run * widget_runs
-    return out

@@ -1,14 +1,20 @@
-"""Benchmarks: each paper registers one; `labkit bench` runs them.
+"""Benchmarks, one module per paper: each registers one with `@benchmark(name)`; `labkit bench` runs them.
 
-Performance is reported as seconds and, above all, as ratios against a baseline measured
-in the same process — never asserted against a wall-clock limit in a test.
+Performance is reported as seconds and, above all, as ratios against a baseline measured in the same
+process — never asserted against a wall-clock limit in a test. Benchmarks sit beside the experiments
+(they import experiments; no experiment imports them).
 """
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import time
 from typing import Callable
 
+from labkit.errors import LabkitError
+
 _BENCHMARKS: dict[str, Callable[[], dict]] = {}
+_discovered = False
 
 
 def benchmark(name: str):
@@ -19,17 +25,22 @@ def benchmark(name: str):
     return wrap
 
 
-def names() -> list[str]:
-    from labkit import experiments
+def discover() -> None:
+    """Import every benchmark module of this package once (each registers its benchmark)."""
+    global _discovered
+    if not _discovered:
+        for module in pkgutil.iter_modules(__path__):
+            importlib.import_module(f"{__name__}.{module.name}")
+        _discovered = True
 
-    experiments.discover()
+
+def names() -> list[str]:
+    discover()
     return sorted(_BENCHMARKS)
 
 
 def run(selected: list[str] | None = None) -> dict[str, dict]:
     """{benchmark name: its measurements} for `selected` (default: all)."""
-    from labkit.errors import LabkitError
-
     available = names()
     for name in selected or []:
         if name not in available:
