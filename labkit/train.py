@@ -1,5 +1,7 @@
-"""One training loop (tqdm.auto progress, optional crop+flip augmentation, CUDA when the
-profile allows, deterministic on CPU) and batched evaluation helpers.
+"""THE training loop (tqdm.auto progress, optional crop+flip augmentation, CUDA when the
+profile allows, deterministic on CPU), with the hooks the papers need — a loss over the batch
+(blind backdoors' loss computation, a VAE's ELBO), a per-batch transform (PGD adversarial
+training), a step after backward (gradient shaping) — and batched evaluation helpers.
 
 Images are (N, C, H, W) float in [0, 1]; labels (N,) int64.
 """
@@ -60,12 +62,18 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, ba
           seed: int = 0, device: torch.device | None = None,
           eval_sets: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
           track: Callable[[nn.Module, int], dict] | None = None,
+          loss_fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+          batch_transform: Callable[[nn.Module, torch.Tensor, torch.Tensor, int, torch.Tensor], torch.Tensor] | None = None,
+          after_backward: Callable[[nn.Module, int], None] | None = None,
           progress: bool = True, desc: str = "train") -> list[dict]:
     """Train `model` in place with mini-batch `optimizer`; return one dict per epoch.
 
     Each dict holds `epoch`, `loss` (mean training loss), and `<name>_accuracy` for each
     of `eval_sets`, plus whatever `track(model, epoch)` returns (e.g. per-group losses).
     `lr_schedule`: "constant", or "cosine" (lr falls to 0 along a half cosine over all steps).
+    Hooks: `loss_fn(model, xb, yb)` replaces cross-entropy; `batch_transform(model, xb, yb, epoch,
+    idx)` returns the batch's images to train on (before they move to the device); `after_backward(
+    model, batch_len)` runs between backward and the optimiser step (e.g. clip and add noise).
     """
     seed_everything(seed)
     device = device or config.device()
@@ -83,10 +91,15 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, ba
             xb, yb = x[idx], y[idx]
             if augment_fn is not None:
                 xb = augment_fn(xb)
+            if batch_transform is not None:
+                xb = batch_transform(model, xb, yb, epoch, idx)
+                model.train()
             xb, yb = xb.to(device), yb.to(device)
-            loss = F.cross_entropy(model(xb), yb)
+            loss = loss_fn(model, xb, yb) if loss_fn is not None else F.cross_entropy(model(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if after_backward is not None:
+                after_backward(model, len(idx))
             opt.step()
             scheduler.step()
             total += loss.item() * len(idx)

@@ -76,3 +76,40 @@ def test_cosine_training_runs_and_an_unknown_schedule_names_the_choices():
     assert len(history) == 2
     with pytest.raises(ValueError, match="constant, cosine"):
         train.train(model, x, y, epochs=1, lr_schedule="step", progress=False)
+
+
+def test_the_hooks_replace_the_loss_transform_the_batch_and_step_in_after_backward():
+    x, y = _toy(64)
+    seen = {"loss": 0, "transform": [], "after": []}
+
+    def loss_fn(model, xb, yb):
+        seen["loss"] += 1
+        return torch.nn.functional.cross_entropy(model(xb), 1 - yb)  # a different task: flipped labels
+
+    def flip_images(model, xb, yb, epoch, idx):
+        seen["transform"].append((epoch, len(idx)))
+        return xb.flip(-1)
+
+    def after_backward(model, batch):
+        assert all(p.grad is not None for p in model.parameters())
+        seen["after"].append(batch)
+
+    model = models.build("linear", (1, 8, 8), 2, seed=0)
+    train.train(model, x, y, epochs=2, batch_size=16, lr=0.05, loss_fn=loss_fn, batch_transform=flip_images,
+                after_backward=after_backward, progress=False)
+    assert seen["loss"] == 8 and seen["after"] == [16] * 8
+    assert [e for e, _ in seen["transform"]] == [1] * 4 + [2] * 4
+    assert train.accuracy(model, x.flip(-1), 1 - y) > 0.9  # it learned the hooked task
+
+
+def test_backward_is_called_only_by_the_training_loop_and_the_algorithms_that_are_the_lesson():
+    """One training loop: other `backward()` calls are inner optimisations the papers teach (Neural Cleanse's
+    mask search, a VAE latent search, Opacus' DP-SGD step) or benchmarks timing a pass."""
+    from pathlib import Path
+
+    package = Path(train.__file__).parent
+    callers = sorted(str(p.relative_to(package)) for p in package.rglob("*.py")
+                     if ".backward()" in p.read_text() and p.parts[-2] != "bench")
+    assert callers == ["attacks/blind.py", "attacks/latent.py", "defenses/dpsgd.py", "defenses/neural_cleanse.py",
+                       "train.py"]
+    assert "loss.backward()" not in (package / "attacks" / "blind.py").read_text().split('"""', 2)[2]

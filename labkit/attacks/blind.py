@@ -24,13 +24,12 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from labkit import config
 from labkit.attacks import calculator, mgda
 from labkit.errors import LabkitError
-from labkit.seed import generator, seed_everything
-from labkit.train import make_optimizer, progress_kwargs
+from labkit.seed import generator
+from labkit.train import train
 from labkit.triggers import Trigger
 
 BALANCES = ("mgda", "fixed")
@@ -198,41 +197,20 @@ def train_with_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn,
                     grad_clip: float | None = None, noise_multiplier: float = 0.0,
                     device: torch.device | None = None, evaluate: Callable[[nn.Module], dict] | None = None,
                     progress: bool = True, desc: str = "train") -> list[dict]:
-    """The victim's training loop (as `labkit.train.train`) with the loss computation `loss_fn`.
+    """The victim's training loop — `labkit.train.train` itself — with the loss computation `loss_fn`.
 
     DP-style gradient shaping (the slides' g = Clip(∇ℓ, S) + N(0, σ²)): with `grad_clip` = S the
     batch gradient is clipped to L2 norm S and Gaussian noise of std `noise_multiplier`·S/batch
     is added to every coordinate (the noise DP-SGD adds to a mean of clipped gradients).
     Returns one dict per epoch: `epoch`, `loss` (mean of what `loss_fn` returned), plus `evaluate(model)`.
     """
-    seed_everything(seed)
     device = device or config.device()
-    model.to(device)
-    opt = make_optimizer(model, optimizer, lr)
-    order_gen, noise_gen = generator(seed), torch.Generator(device=device).manual_seed(seed + 1)
-    history = []
-    bar = tqdm(range(1, epochs + 1), desc=desc, leave=False, **progress_kwargs(progress))
-    for epoch in bar:
-        model.train()
-        total, count = 0.0, 0
-        for idx in torch.randperm(len(y), generator=order_gen).split(batch_size):
-            xb, yb = x[idx].to(device), y[idx].to(device)
-            loss = loss_fn(model, xb, yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip is not None:
-                shape_gradient(model, grad_clip, noise_multiplier, len(idx), noise_gen)
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-            count += len(idx)
-        row = {"epoch": epoch, "loss": total / count}
-        if evaluate is not None:
-            row.update(evaluate(model))
-            model.train()
-        history.append(row)
-        bar.set_postfix(loss=f"{row['loss']:.3f}")
-    model.eval()
-    return history
+    noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
+    shaping = None if grad_clip is None else (
+        lambda m, batch: shape_gradient(m, grad_clip, noise_multiplier, batch, noise_gen))
+    return train(model, x, y, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed,
+                 device=device, loss_fn=loss_fn, after_backward=shaping,
+                 track=None if evaluate is None else (lambda m, epoch: evaluate(m)), progress=progress, desc=desc)
 
 
 def shape_gradient(model: nn.Module, clip: float, noise_multiplier: float, batch: int,

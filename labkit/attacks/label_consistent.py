@@ -29,6 +29,7 @@ from torch import nn
 
 from labkit.errors import LabkitError
 from labkit.seed import generator
+from labkit.train import train
 from labkit.triggers import Trigger
 
 NORMS = ("l2", "linf")
@@ -110,28 +111,15 @@ def adversarial_train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, nor
                       epochs: int, steps: int = 3, batch_size: int = 64, lr: float = 3e-3, seed: int = 0,
                       device: torch.device | None = None) -> list[float]:
     """PGD adversarial training (Madry et al.): each batch is replaced by its PGD examples
-    (random start, `steps` steps, radius `epsilon` on the 0–1 scale). Returns per-epoch mean loss."""
-    torch.manual_seed(seed)
-    device = device or torch.device("cpu")
-    model.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    order = generator(seed)
-    losses = []
-    for epoch in range(epochs):
-        total = 0.0
-        for idx in torch.randperm(len(y), generator=order).split(batch_size):
-            xb, yb = x[idx], y[idx]
-            xb = pgd(model, xb, yb, norm=norm, epsilon=epsilon, steps=steps, random_start=True,
-                     seed=seed * 100003 + epoch * 1009 + int(idx[0]))
-            model.train()
-            loss = F.cross_entropy(model(xb.to(device)), yb.to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        losses.append(total / len(y))
-    model.eval()
-    return losses
+    (random start, `steps` steps, radius `epsilon` on the 0–1 scale), in `labkit.train.train`.
+    Returns per-epoch mean loss."""
+    def adversarial(model, xb, yb, epoch, idx):  # epoch counts from 1 in train(); the PGD seed from 0
+        return pgd(model, xb, yb, norm=norm, epsilon=epsilon, steps=steps, random_start=True,
+                   seed=seed * 100003 + (epoch - 1) * 1009 + int(idx[0]))
+
+    history = train(model, x, y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
+                    batch_transform=adversarial, progress=False, desc="adversarial training")
+    return [row["loss"] for row in history]
 
 
 class VGGStyle(nn.Module):

@@ -21,6 +21,7 @@ from torch import nn
 
 from labkit.errors import LabkitError
 from labkit.seed import generator
+from labkit.train import train
 
 
 class VAE(nn.Module):
@@ -66,20 +67,11 @@ def train_vae(x: torch.Tensor, *, latent: int = 16, hidden: int = 256, epochs: i
     """A VAE fitted to images `x` (N, C, H, W) in [0, 1]; returns (model in eval mode, per-epoch loss)."""
     torch.manual_seed(seed)
     model = VAE(x.shape[1:], latent, hidden)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    order, noise = generator(seed), generator(seed + 1)
-    history = []
-    for _ in range(epochs):
-        model.train()
-        total = 0.0
-        for idx in torch.randperm(len(x), generator=order).split(batch_size):
-            loss = vae_loss(model, x[idx], noise)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        history.append(total / len(x))
-    return model.eval(), history
+    noise = generator(seed + 1)
+    unlabelled = torch.zeros(len(x), dtype=torch.int64)
+    history = train(model, x, unlabelled, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                    loss_fn=lambda m, xb, _: vae_loss(m, xb, noise), progress=False, desc="VAE")
+    return model.cpu().eval(), [row["loss"] for row in history]
 
 
 def reconstruction_error(model: VAE, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
