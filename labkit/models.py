@@ -1,5 +1,6 @@
 """Models: a small CNN (digits / MNIST), the thesis' 3-group ResNet (CIFAR-10, section 7.1),
-and a linear model. `norm="group"` swaps BatchNorm for GroupNorm (Opacus rejects BatchNorm).
+a linear model, the VGG-style surrogate (label-consistent attacks), the VAE (latent interpolation)
+and Neural Cleanse's trigger as a learnable module (the blind backdoor's evasion). `norm="group"` swaps BatchNorm for GroupNorm (Opacus rejects BatchNorm).
 
 Every model maps (N, C, H, W) images in [0, 1] to (N, num_classes) logits and exposes
 `embed(x)`: the penultimate-layer activations (N, D) that defenses inspect.
@@ -10,6 +11,8 @@ import torch
 from torch import nn
 
 from labkit.errors import LabkitError
+from labkit.seed import generator
+from labkit.triggers import to_unit
 
 NORMS = ("none", "batch", "group")
 
@@ -146,3 +149,76 @@ def rebuild(model_spec: dict, state: dict) -> nn.Module:
     model = build(model_spec["arch"], tuple(model_spec["image_shape"]), model_spec["num_classes"], model_spec["norm"])
     model.load_state_dict(state)
     return model.eval()
+
+
+class VGGStyle(nn.Module):
+    """A small VGG-style network (conv-conv-pool twice, then two linear layers) used as the
+    black-box surrogate: a different architecture from the victim's `SmallCNN` (thesis 4.6)."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 16, width: int = 16):
+        super().__init__()
+        if image_size % 4:
+            raise LabkitError(f"VGGStyle needs an image size divisible by 4, got {image_size}")
+        w = width
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, w, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2))
+        self.fc1 = nn.Linear(2 * w * (image_size // 4) ** 2, 64)
+        self.fc2 = nn.Linear(64, num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.fc1(self.features(x).flatten(1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.embed(x))
+
+
+class VAE(nn.Module):
+    """MLP VAE: image (C·H·W) → hidden → (μ, log σ²) in R^latent → hidden → sigmoid image."""
+
+    def __init__(self, image_shape, latent: int = 16, hidden: int = 256):
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        dim = 1
+        for s in self.image_shape:
+            dim *= s
+        self.latent = latent
+        self.encoder = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.mu = nn.Linear(hidden, latent)
+        self.logvar = nn.Linear(hidden, latent)
+        self.decoder = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                     nn.Linear(hidden, dim))
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(x.flatten(1))
+        return self.mu(h), self.logvar(h)
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z).view(len(z), *self.image_shape)
+
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        """G(z): (N, latent) → (N, C, H, W) in [0, 1]."""
+        return torch.sigmoid(self.decode_logits(z))
+
+
+class TriggerModel(nn.Module):
+    """Neural Cleanse's trigger: mask m = tanh(a)/2 + ½ (H, W), pattern p = tanh(b)/2 + ½ (C, H, W)."""
+
+    def __init__(self, image_shape, seed: int = 0):
+        super().__init__()
+        c, h, w = image_shape
+        gen = generator(seed)
+        self.mask_logit = nn.Parameter(torch.full((h, w), -2.0))  # starts almost transparent
+        self.pattern_logit = nn.Parameter(torch.randn(c, h, w, generator=gen) * 0.5)
+
+    def mask(self) -> torch.Tensor:
+        return to_unit(self.mask_logit, epsilon=0.0)
+
+    def pattern(self) -> torch.Tensor:
+        return to_unit(self.pattern_logit, epsilon=0.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.mask()
+        return (1 - m) * x + m * self.pattern()

@@ -123,3 +123,26 @@ def make(name: str, image_shape, amplitude: float = 255) -> Trigger:
     if name not in builders:
         raise LabkitError(f"unknown trigger {name!r}; choose one of {', '.join(PRESETS)}")
     return builders[name](tuple(image_shape), amplitude)
+
+
+# --- the tanh parameterisation optimisers search over (Neural Cleanse; the blind backdoor's evasion trigger) ---
+
+TANH_EPSILON = 1e-7  # Keras' K.epsilon(), as in Neural Cleanse's reference code
+
+
+def to_unit(raw: torch.Tensor, epsilon: float = TANH_EPSILON) -> torch.Tensor:
+    """tanh parameter → value in [0, 1]: `tanh(a) / (2 − ε) + 0.5` (Neural Cleanse's reference; ε = 0 gives
+    `tanh(a)/2 + ½`). The unconstrained parameter optimisers search over for a mask or a pattern."""
+    return torch.tanh(raw) / (2 - epsilon) + 0.5
+
+
+def from_unit(value: torch.Tensor, epsilon: float = TANH_EPSILON) -> torch.Tensor:
+    """Inverse of `to_unit` for values in [0, 1]."""
+    return torch.atanh((value.clamp(0, 1) - 0.5) * (2 - epsilon))
+
+
+def stamp(x: torch.Tensor, masks: torch.Tensor, patterns: torch.Tensor) -> torch.Tensor:
+    """Every image under every trigger: x (B, C, H, W), masks (L, H, W), patterns (L, C, H, W), all 0–1
+    → (L, B, C, H, W) with x' = (1 − m)⊙x + m⊙p."""
+    m = masks[:, None, None]  # (L, 1, 1, H, W)
+    return (1 - m) * x[None] + m * patterns[:, None]

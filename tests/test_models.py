@@ -51,3 +51,17 @@ def test_bad_choices_name_the_options():
         models.build("small-cnn", (1, 16, 16), 10, norm="layer")
     with pytest.raises(LabkitError, match="divisible by 4"):
         models.build("small-cnn", (1, 10, 10), 10)
+
+
+def test_every_learned_module_lives_in_models_and_the_tanh_parameterisation_in_triggers():
+    from labkit import triggers
+    from labkit.attacks import blind, label_consistent, latent
+    from labkit.defenses import neural_cleanse
+
+    assert label_consistent.VGGStyle is models.VGGStyle and latent.VAE is models.VAE
+    assert blind.TriggerModel is models.TriggerModel
+    assert neural_cleanse.to_unit is triggers.to_unit and neural_cleanse.stamp is triggers.stamp
+    trigger = models.TriggerModel((1, 8, 8), seed=0)
+    assert torch.equal(trigger.mask(), torch.tanh(trigger.mask_logit) / 2 + 0.5)  # ε = 0: the evasion's own form
+    raw = torch.linspace(-3, 3, 7)
+    assert torch.equal(triggers.to_unit(raw), torch.tanh(raw) / (2 - 1e-7) + 0.5)  # Neural Cleanse's reference

@@ -28,7 +28,7 @@ from torch import nn
 from labkit import config
 from labkit.attacks import calculator, mgda
 from labkit.errors import LabkitError
-from labkit.seed import generator
+from labkit.models import TriggerModel
 from labkit.train import train
 from labkit.triggers import Trigger
 
@@ -59,27 +59,6 @@ def label_as(target: int, trigger: Trigger, name: str) -> Synthesizer:
 def add_multiply(trigger: Trigger) -> Synthesizer:
     """The calculator: labels are pair codes; main task = sum, backdoor task = product."""
     return Synthesizer("calculator", trigger, calculator.sum_class, calculator.product_class, None)
-
-
-class TriggerModel(nn.Module):
-    """Neural Cleanse's trigger: mask m = tanh(a)/2 + ½ (H, W), pattern p = tanh(b)/2 + ½ (C, H, W)."""
-
-    def __init__(self, image_shape, seed: int = 0):
-        super().__init__()
-        c, h, w = image_shape
-        gen = generator(seed)
-        self.mask_logit = nn.Parameter(torch.full((h, w), -2.0))  # starts almost transparent
-        self.pattern_logit = nn.Parameter(torch.randn(c, h, w, generator=gen) * 0.5)
-
-    def mask(self) -> torch.Tensor:
-        return torch.tanh(self.mask_logit) / 2 + 0.5
-
-    def pattern(self) -> torch.Tensor:
-        return torch.tanh(self.pattern_logit) / 2 + 0.5
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.mask()
-        return (1 - m) * x + m * self.pattern()
 
 
 @dataclass

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from labkit.errors import LabkitError
+from labkit.models import VGGStyle  # noqa: F401 — the surrogate lives with the other models
 from labkit.seed import generator
 from labkit.train import train
 from labkit.triggers import Trigger
@@ -120,30 +121,6 @@ def adversarial_train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, nor
     history = train(model, x, y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
                     batch_transform=adversarial, progress=False, desc="adversarial training")
     return [row["loss"] for row in history]
-
-
-class VGGStyle(nn.Module):
-    """A small VGG-style network (conv-conv-pool twice, then two linear layers) used as the
-    black-box surrogate: a different architecture from the victim's `SmallCNN` (thesis 4.6)."""
-
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 16, width: int = 16):
-        super().__init__()
-        if image_size % 4:
-            raise LabkitError(f"VGGStyle needs an image size divisible by 4, got {image_size}")
-        w = width
-        self.features = nn.Sequential(
-            nn.Conv2d(in_channels, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, w, 3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(2))
-        self.fc1 = nn.Linear(2 * w * (image_size // 4) ** 2, 64)
-        self.fc2 = nn.Linear(64, num_classes)
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.fc1(self.features(x).flatten(1)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.embed(x))
 
 
 def disjoint_split(n: int, seed: int, fraction: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:

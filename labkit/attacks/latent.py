@@ -17,39 +17,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from labkit.errors import LabkitError
+from labkit.models import VAE
 from labkit.seed import generator
 from labkit.train import train
-
-
-class VAE(nn.Module):
-    """MLP VAE: image (C·H·W) → hidden → (μ, log σ²) in R^latent → hidden → sigmoid image."""
-
-    def __init__(self, image_shape, latent: int = 16, hidden: int = 256):
-        super().__init__()
-        self.image_shape = tuple(image_shape)
-        dim = 1
-        for s in self.image_shape:
-            dim *= s
-        self.latent = latent
-        self.encoder = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
-        self.mu = nn.Linear(hidden, latent)
-        self.logvar = nn.Linear(hidden, latent)
-        self.decoder = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                                     nn.Linear(hidden, dim))
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.encoder(x.flatten(1))
-        return self.mu(h), self.logvar(h)
-
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z).view(len(z), *self.image_shape)
-
-    def generate(self, z: torch.Tensor) -> torch.Tensor:
-        """G(z): (N, latent) → (N, C, H, W) in [0, 1]."""
-        return torch.sigmoid(self.decode_logits(z))
 
 
 def vae_loss(model: VAE, x: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:

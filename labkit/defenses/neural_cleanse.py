@@ -30,9 +30,9 @@ from labkit import config
 from labkit.errors import LabkitError
 from labkit.metrics import anomaly_index, flag_small_outliers
 from labkit.seed import generator
+from labkit.triggers import from_unit, stamp, to_unit
 from labkit.train import progress_kwargs
 
-EPSILON = 1e-7  # Keras' K.epsilon(), as in the reference's tanh parameterisation
 MODES = ("batched", "per-label")
 
 
@@ -102,23 +102,6 @@ def schedule_step(state: ScheduleState, success: float, l1: float,
     new = ScheduleState(cost, set_counter, up_counter, down_counter, moved_up, moved_down,
                         best, early_best, early_counter, False)
     return new, improved
-
-
-def to_unit(raw: torch.Tensor) -> torch.Tensor:
-    """tanh parameter → value in [0, 1] (the reference's `tanh(a) / (2 − ε) + 0.5`)."""
-    return torch.tanh(raw) / (2 - EPSILON) + 0.5
-
-
-def from_unit(value: torch.Tensor) -> torch.Tensor:
-    """Inverse of `to_unit` for values in [0, 1]."""
-    return torch.atanh((value.clamp(0, 1) - 0.5) * (2 - EPSILON))
-
-
-def stamp(x: torch.Tensor, masks: torch.Tensor, patterns: torch.Tensor) -> torch.Tensor:
-    """Every image under every trigger: x (B, C, H, W), masks (L, H, W), patterns (L, C, H, W), all 0–1
-    → (L, B, C, H, W) with x' = (1 − m)⊙x + m⊙p."""
-    m = masks[:, None, None]  # (L, 1, 1, H, W)
-    return (1 - m) * x[None] + m * patterns[:, None]
 
 
 def initial_parameters(num_labels: int, image_shape, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
