@@ -99,6 +99,16 @@ def subsample(ds: Dataset, n_train: int | None, n_test: int | None, seed: int = 
     return replace(ds, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
 
 
+def untouched_sample(count: int, size: int, seed: int, exclude: torch.Tensor | None = None) -> torch.Tensor:
+    """`size` random indices of a set of `count` images, none of `exclude` (e.g. the poisoned ones), drawn with
+    a generator of their own seeded `seed`: how a defender's trusted clean images are picked."""
+    keep = torch.ones(count, dtype=torch.bool)
+    if exclude is not None:
+        keep[exclude] = False
+    pool = torch.nonzero(keep).flatten()
+    return pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(int(seed)))[:size]]
+
+
 def binary_pair(ds: Dataset, negative: int, positive: int):
     """Two classes as flat float64 features with labels -1 / +1 (for the convex setting).
 

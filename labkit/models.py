@@ -151,6 +151,11 @@ def rebuild(model_spec: dict, state: dict) -> nn.Module:
     return model.eval()
 
 
+def from_result(result: dict, state_key: str = "model_state") -> nn.Module:
+    """The model a cached experiment result holds: `rebuild(result["model_spec"], result[state_key])`."""
+    return rebuild(result["model_spec"], result[state_key])
+
+
 class VGGStyle(nn.Module):
     """A small VGG-style network (conv-conv-pool twice, then two linear layers) used as the
     black-box surrogate: a different architecture from the victim's `SmallCNN` (thesis 4.6)."""

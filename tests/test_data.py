@@ -96,3 +96,14 @@ def test_gtsrb_folder_format_loads_resized(tmp_path, monkeypatch):
     data._load_full.cache_clear()
     assert torch.equal(data.load("gtsrb").x_train, ds.x_train)
     data._load_full.cache_clear()
+
+
+def test_untouched_sample_skips_the_excluded_and_repeats_with_its_seed():
+    exclude = torch.arange(0, 100, 3)
+    pick = data.untouched_sample(100, 20, seed=4, exclude=exclude)
+    assert len(pick) == 20 and len(set(pick.tolist())) == 20
+    assert not set(pick.tolist()) & set(exclude.tolist())
+    assert torch.equal(pick, data.untouched_sample(100, 20, seed=4, exclude=exclude))
+    assert not torch.equal(pick, data.untouched_sample(100, 20, seed=5, exclude=exclude))
+    everything = data.untouched_sample(10, 10, seed=0)
+    assert torch.equal(everything, torch.randperm(10, generator=torch.Generator().manual_seed(0)))

@@ -44,7 +44,7 @@ def bench_neural_cleanse() -> dict:
         config.use_profile("ci")
         ds = data.load("digits")
         r = run("badnets", poison_fraction=0.1, seed=0)
-        model = models.rebuild(r["model_spec"], r["model_state"])
+        model = models.from_result(r)
         x = defender_sample(ds, 128, 0)
         never_stop = nc.Schedule(early_stop_patience=10**9)
         settings = dict(epochs=10, batch_size=32, seed=0, schedule=never_stop, progress=False,

@@ -66,10 +66,7 @@ def trusted_label_scores(ds: data.Dataset, x_train: torch.Tensor, y_train: torch
                          exclude: torch.Tensor, trusted_size: int, seed: int) -> torch.Tensor:
     """The thesis' scheme: train on `trusted_size` clean training images (none of `exclude`),
     return (N,) the probability it gives each (possibly poisoned) training sample's label."""
-    clean_pool = torch.ones(len(y_train), dtype=torch.bool)
-    clean_pool[exclude] = False
-    pool = torch.nonzero(clean_pool).flatten()
-    pick = pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[:trusted_size]]
+    pick = data.untouched_sample(len(y_train), trusted_size, seed, exclude=exclude)
     prof = config.profile()
     model, _, _ = fit("auto", ds, ds.x_train[pick], ds.y_train[pick], seed=seed,
                       epochs=4 * prof.epochs, desc="trusted model")  # a small set needs more passes

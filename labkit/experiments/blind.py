@@ -201,7 +201,7 @@ def blind(dataset, synthesizer, balance, normalization, backdoor_scale, evasion,
     result = train_pair(**cfg)
     if evasion if neural_cleanse is None else neural_cleanse:
         _, _, x_test, _, num_classes, _, _ = task_data(dataset, synthesizer, target, seed)
-        model = models.rebuild(result["model_spec"], result["model_state"])
+        model = models.from_result(result)
         def report() -> dict:
             return neural_cleanse_report(model, x_test[:nc_samples()], num_classes, target, seed)
         result.update(cache.memoize("blind-nc", {**cfg, "samples": nc_samples()}, report, module=__name__))
@@ -210,8 +210,8 @@ def blind(dataset, synthesizer, balance, normalization, backdoor_scale, evasion,
 
 def models_of(result: dict):
     """(θ, θ*) rebuilt from a `blind` result."""
-    return (models.rebuild(result["model_spec"], result["clean_model_state"]),
-            models.rebuild(result["model_spec"], result["model_state"]))
+    return (models.from_result(result, "clean_model_state"),
+            models.from_result(result))
 
 
 def strip_report(result: dict, frr: float = 0.01, n: int = 100, seed: int = 0) -> dict:

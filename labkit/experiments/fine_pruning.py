@@ -86,16 +86,13 @@ def attacked(cfg: dict):
         result = run("pruning-aware", **{k: cfg[k] for k in keys}, prune_percent=cfg["attacker_prune_percent"])
     ds = data.load(cfg["dataset"])
     trig = triggers.make(cfg["trigger"], ds.image_shape, cfg["amplitude"])
-    return models.rebuild(result["model_spec"], result["model_state"]), ds, trig, result["poisoned_indices"]
+    return models.from_result(result), ds, trig, result["poisoned_indices"]
 
 
 def defender_data(ds: data.Dataset, poisoned: torch.Tensor, size: int | None, seed: int):
     """`size` random training images the attacker did not touch, with their true labels."""
     size = size or default_clean_size()
-    keep = torch.ones(len(ds.y_train), dtype=torch.bool)
-    keep[poisoned] = False
-    pool = torch.nonzero(keep).flatten()
-    pick = pool[torch.randperm(len(pool), generator=generator(seed + 1))[:size]]
+    pick = data.untouched_sample(len(ds.y_train), size, seed + 1, exclude=poisoned)
     return ds.x_train[pick], ds.y_train[pick]
 
 
@@ -123,7 +120,7 @@ def pruning_aware_attack(dataset, poison_fraction, target, trigger, amplitude, s
     ds = data.load(dataset)
     trig = triggers.make(trigger, ds.image_shape, amplitude)
     x_poisoned, y_poisoned, idx = badnets_attack.poison(ds.x_train, ds.y_train, trig, target, poison_fraction, seed)
-    clean_model = models.rebuild(clean["model_spec"], clean["model_state"])
+    clean_model = models.from_result(clean)
     model, decoys, history = pruning_aware.pruning_aware_backdoor(
         clean_model, ds.x_train, x_poisoned, y_poisoned, prune_percent, epochs=prof.epochs,
         lr=prof.learning_rate, batch_size=prof.batch_size, seed=seed)
@@ -283,7 +280,7 @@ def defense_pipeline(dataset, attack, poison_fraction, target, trigger, amplitud
     repaired = run("fine-pruning", **shared, prune_percent=prune_percent, finetune=finetune,
                    finetune_lr=finetune_lr, finetune_epochs=finetune_epochs)
     screened = run("strip", **shared, frr=frr, n=n, method=method, eval_size=eval_size)
-    model = models.rebuild(repaired["model_spec"], repaired["model_state"])
+    model = models.from_result(repaired)
     ds = data.load(dataset)
     trig = triggers.make(trigger, ds.image_shape, amplitude)
     x_clean, y_clean, x_trojan, y_trojan = strip_inputs(ds, trig, target, eval_size, seed)

@@ -14,7 +14,6 @@ from labkit.defenses import neural_cleanse as nc
 from labkit.experiments import Param, check_target, register, run
 from labkit.experiments.badnets import fit
 from labkit.metrics import attack_success_rate, clean_accuracy
-from labkit.seed import generator
 from labkit.triggers import Trigger
 
 MAX_INFECTED = 4  # one trigger per image corner
@@ -63,12 +62,12 @@ def victim_model(dataset, infected, poison_fraction, target, trigger, trigger_si
         x, y, _ = poison_many(ds.x_train, ds.y_train, attacks, poison_fraction, seed)
         model, _, spec = fit("auto", ds, x, y, seed=seed, desc=f"victim ({infected_labels} infected)")
         return model, spec, attacks
-    return models.rebuild(r["model_spec"], r["model_state"]), r["model_spec"], attacks
+    return models.from_result(r), r["model_spec"], attacks
 
 
 def defender_sample(ds: data.Dataset, samples: int, seed: int) -> torch.Tensor:
     """`samples` clean training images (the defender's clean data), drawn with their own generator."""
-    pick = torch.randperm(len(ds.y_train), generator=generator(seed + 1))[:samples]
+    pick = data.untouched_sample(len(ds.y_train), samples, seed + 1)
     return ds.x_train[pick]
 
 
