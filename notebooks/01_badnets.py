@@ -98,7 +98,7 @@ plt.show()
 
 # %%
 trigger = triggers.make("badnets", ds.image_shape)
-x_poisoned, y_poisoned, _ = badnets.poison(ds.x_train, ds.y_train, trigger, TARGET, 0.05, SEED)
+x_poisoned, y_poisoned, _ = badnets.poison(ds.x_train, ds.y_train, trigger=trigger, target=TARGET, fraction=0.05, seed=SEED)
 lowest = found["scores"].argsort()[:8]
 flag = {int(i) for i in found["poisoned_indices"]}
 fig, axes = plt.subplots(1, 8, figsize=(11, 1.9))

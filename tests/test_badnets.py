@@ -10,7 +10,7 @@ from labkit.errors import LabkitError
 def test_poison_relabels_exactly_the_returned_indices():
     x, y = torch.rand(100, 1, 8, 8), torch.arange(100) % 10
     trig = triggers.make("badnets", (1, 8, 8))
-    xp, yp, idx = badnets.poison(x, y, trig, target=3, fraction=0.1, seed=0)
+    xp, yp, idx = badnets.poison(x, y, trigger=trig, target=3, fraction=0.1, seed=0)
     assert len(idx) == 10 and len(set(idx.tolist())) == 10
     assert (y[idx] != 3).all()  # never an image already of the target class
     assert (yp[idx] == 3).all() and torch.equal(xp[idx], trig.apply(x[idx]))
@@ -18,15 +18,15 @@ def test_poison_relabels_exactly_the_returned_indices():
     untouched[idx] = False
     assert torch.equal(xp[untouched], x[untouched]) and torch.equal(yp[untouched], y[untouched])
     assert torch.equal(x, x.clone())  # inputs are not modified in place
-    assert torch.equal(idx, badnets.poison(x, y, trig, 3, 0.1, seed=0)[2])
-    assert not torch.equal(idx, badnets.poison(x, y, trig, 3, 0.1, seed=1)[2])
+    assert torch.equal(idx, badnets.poison(x, y, trigger=trig, target=3, fraction=0.1, seed=0)[2])
+    assert not torch.equal(idx, badnets.poison(x, y, trigger=trig, target=3, fraction=0.1, seed=1)[2])
 
 
 @pytest.mark.parametrize("fraction", [-0.1, 1.5])
 def test_fraction_out_of_range(fraction):
     with pytest.raises(LabkitError, match=r"\[0, 1\]"):
-        badnets.poison(torch.rand(10, 1, 8, 8), torch.zeros(10, dtype=torch.long), triggers.make("badnets", (1, 8, 8)),
-                       1, fraction, 0)
+        badnets.poison(torch.rand(10, 1, 8, 8), torch.zeros(10, dtype=torch.long),
+                       trigger=triggers.make("badnets", (1, 8, 8)), target=1, fraction=fraction, seed=0)
 
 
 def test_too_much_poison_for_the_eligible_pool():

@@ -106,18 +106,18 @@ def test_poison_touches_only_target_images_and_keeps_every_label():
     y = torch.arange(200) % 5
     trig = triggers.make("four-corner", (1, 16, 16), 32)
     shifted = lambda images, idx: (images + 0.1).clamp(0, 1)  # noqa: E731
-    x_p, y_p, idx = lc.poison(x, y, 2, 0.25, seed=3, trigger=trig, perturb=shifted)
+    x_p, y_p, idx = lc.poison(x, y, trigger=trig, target=2, fraction=0.25, seed=3, perturb=shifted)
     assert len(idx) == round(0.25 * 40) and (y[idx] == 2).all()
     assert torch.equal(y_p, y)
     rest = torch.ones(200, dtype=torch.bool)
     rest[idx] = False
     assert torch.equal(x_p[rest], x[rest])
     assert torch.allclose(x_p[idx], trig.apply((x[idx] + 0.1).clamp(0, 1)))
-    again = lc.poison(x, y, 2, 0.25, seed=3, trigger=trig, perturb=shifted)
+    again = lc.poison(x, y, trigger=trig, target=2, fraction=0.25, seed=3, perturb=shifted)
     assert torch.equal(again[2], idx)  # same seed, same images
-    assert len(lc.poison(x, y, 2, 1.0, 0, trig)[2]) == 40
+    assert len(lc.poison(x, y, trigger=trig, target=2, fraction=1.0, seed=0)[2]) == 40
     with pytest.raises(LabkitError):
-        lc.poison(x, y, 2, 1.5, 0, trig)
+        lc.poison(x, y, trigger=trig, target=2, fraction=1.5, seed=0)
 
 
 def test_black_box_split_is_disjoint_and_poison_respects_it():

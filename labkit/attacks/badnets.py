@@ -21,7 +21,7 @@ def choose_victims(y: torch.Tensor, count: int, seed: int, exclude_label: int | 
     return pool[torch.randperm(len(pool), generator=generator(seed))[:count]].sort().values
 
 
-def poison(x: torch.Tensor, y: torch.Tensor, trigger: Trigger, target: int, fraction: float,
+def poison(x: torch.Tensor, y: torch.Tensor, *, trigger: Trigger, target: int, fraction: float,
            seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Poison round(fraction · N) images not labelled `target`: stamp `trigger`, relabel to `target`.
 

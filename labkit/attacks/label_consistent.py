@@ -171,7 +171,7 @@ def gaussian_noise(x: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
     return (x + noise).clamp(0, 1)
 
 
-def poison(x: torch.Tensor, y: torch.Tensor, target: int, fraction: float, seed: int, trigger: Trigger,
+def poison(x: torch.Tensor, y: torch.Tensor, *, trigger: Trigger, target: int, fraction: float, seed: int,
            perturb: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
            allowed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Label-consistent poisoning of a `fraction` of the target class.

@@ -46,7 +46,8 @@ def badnets(dataset, poison_fraction, target, trigger, amplitude, seed, epochs, 
     start = time.perf_counter()
     ds = data.load(dataset)
     trig = triggers.make(trigger, ds.image_shape, amplitude)
-    x_poisoned, y_poisoned, idx = badnets_attack.poison(ds.x_train, ds.y_train, trig, target, poison_fraction, seed)
+    x_poisoned, y_poisoned, idx = badnets_attack.poison(ds.x_train, ds.y_train, trigger=trig, target=target,
+                                                        fraction=poison_fraction, seed=seed)
     model, history, model_spec = fit(arch, ds, x_poisoned, y_poisoned, seed=seed, epochs=epochs,
                                      augment=augment, desc=f"badnets {poison_fraction:g}")
     return {
@@ -82,7 +83,8 @@ def detection(dataset, poison_fraction, target, trigger, amplitude, seed, truste
     """Rank BadNets-poisoned training samples by a trusted model's probability of their label."""
     ds = data.load(dataset)
     trig = triggers.make(trigger, ds.image_shape, amplitude)
-    x_poisoned, y_poisoned, idx = badnets_attack.poison(ds.x_train, ds.y_train, trig, target, poison_fraction, seed)
+    x_poisoned, y_poisoned, idx = badnets_attack.poison(ds.x_train, ds.y_train, trigger=trig, target=target,
+                                                        fraction=poison_fraction, seed=seed)
     scores = trusted_label_scores(ds, x_poisoned, y_poisoned, idx, trusted_size or config.profile().trusted_size, seed)
     ks = sorted({k for k in (10, 20, 50, 100, 200, 500, 1000, 2000, 5000) if k <= len(scores)} | {len(scores)})
     return {

@@ -175,7 +175,8 @@ def dpsgd(dataset, width, target, trigger, poison_fraction, noise_multiplier, cl
         frozen_state = {name: model.state_dict()[name].clone() for name in frozen}
     else:
         model, model_spec = build_model(ds, width, seed)
-    x_poisoned, y_poisoned, idx = badnets_attack.poison(x_train, y_train, trig, target, poison_fraction, seed)
+    x_poisoned, y_poisoned, idx = badnets_attack.poison(x_train, y_train, trigger=trig, target=target,
+                                                        fraction=poison_fraction, seed=seed)
     fit = dp.train_dp if training == "dp-sgd" else dp.train_sgd
     info = fit(model, x_poisoned, y_poisoned, settings, seed=seed, eval_sets={"test": (ds.x_test, ds.y_test)},
                desc=f"{training} sigma={noise_multiplier:.2g} poison={poison_fraction:g}")

@@ -119,7 +119,8 @@ def pruning_aware_attack(dataset, poison_fraction, target, trigger, amplitude, s
                 amplitude=amplitude, seed=seed)  # step 1: the cached clean model
     ds = data.load(dataset)
     trig = triggers.make(trigger, ds.image_shape, amplitude)
-    x_poisoned, y_poisoned, idx = badnets_attack.poison(ds.x_train, ds.y_train, trig, target, poison_fraction, seed)
+    x_poisoned, y_poisoned, idx = badnets_attack.poison(ds.x_train, ds.y_train, trigger=trig, target=target,
+                                                        fraction=poison_fraction, seed=seed)
     clean_model = models.from_result(clean)
     model, decoys, history = pruning_aware.pruning_aware_backdoor(
         clean_model, ds.x_train, x_poisoned, y_poisoned, prune_percent, epochs=prof.epochs,

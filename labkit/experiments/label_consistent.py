@@ -171,7 +171,8 @@ def poisoned_set(ds: data.Dataset, *, method, epsilon, tau, sigma, amplitude, tr
     def keep(x, idx):
         kept["hard"] = x if perturb is None else perturb(x, idx)
         return kept["hard"]
-    x_p, y_p, idx = lc.poison(ds.x_train, ds.y_train, target, poison_fraction, seed, trig, keep, allowed)
+    x_p, y_p, idx = lc.poison(ds.x_train, ds.y_train, trigger=trig, target=target, fraction=poison_fraction,
+                              seed=seed, perturb=keep, allowed=allowed)
     hard = kept.get("hard", ds.x_train[idx]).clamp(0, 1)
     return x_p, y_p, idx, hard, trig, info
 
@@ -273,7 +274,8 @@ def detection(dataset, method, epsilon, tau, sigma, amplitude, trigger, poison_f
         ds, method=method, epsilon=epsilon, tau=tau, sigma=sigma, amplitude=amplitude, trigger=trigger,
         poison_fraction=poison_fraction, target=target, surrogate=surrogate, seed=seed)
     n = len(ds.y_train)
-    x_bn, y_bn, idx_bn = badnets_attack.poison(ds.x_train, ds.y_train, trig, target, len(idx_lc) / n, seed)
+    x_bn, y_bn, idx_bn = badnets_attack.poison(ds.x_train, ds.y_train, trigger=trig, target=target,
+                                                 fraction=len(idx_lc) / n, seed=seed)
     trusted = trusted_size or config.profile().trusted_size
     ks = sorted({k for k in (5, 10, 20, 50, 100, 200, 500, 1000) if k <= n} | {n})
     out = {"poisoned_count": len(idx_lc), "ks": ks, "expected_at_random": [k * len(idx_lc) / n for k in ks]}
