@@ -183,7 +183,7 @@ plt.show()
 strip_runs = {"blind backdoor": blind_exp.strip_report(plain[0]), "+ evasion": blind_exp.strip_report(evaded[0])}
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.4))
 for ax, (name, report) in zip(axes, strip_runs.items()):
-    blind_plots.entropy_histograms(ax, report["benign_entropy"], report["trojan_entropy"], report["threshold"],
+    blind_plots.entropy_histograms(ax, report["benign_entropies"], report["trojan_entropies"], report["threshold"],
                                    title=f"{name}: FRR {report['frr']:.1%}, FAR {report['far']:.1%}")
 plt.show()
 

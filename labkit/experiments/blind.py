@@ -229,5 +229,5 @@ def strip_report(result: dict, frr: float = 0.01, n: int = 100, seed: int = 0) -
     trojan = strip.entropy_scores(model, synth.inputs(x_eval[keep]), holdout, n=n, seed=seed + 1)
     threshold = strip.threshold_at_frr(benign, frr)
     frr_measured, far = strip.detection_rates(benign, trojan, threshold)
-    return {"benign_entropy": benign, "trojan_entropy": trojan, "threshold": threshold,
+    return {"benign_entropies": benign, "trojan_entropies": trojan, "threshold": threshold,
             "frr": frr_measured, "far": far}
