@@ -1,0 +1,111 @@
+"""Defaults that show the lesson: every registered experiment, run with its defaults in the `ci` profile, shows
+the effect its notebook teaches — an attack that succeeds, a defense that lowers it — or the case below names
+the experiment and says why it does not. (All of them together take about half a minute in `ci`.)
+"""
+import pytest
+
+from labkit import experiments
+
+
+def run(name, **overrides):
+    return experiments.run(name, **overrides)
+
+
+def lesson_badnets(r):
+    assert r["attack_success_rate"] > 0.9 and r["clean_accuracy"] > 0.9  # a backdoor at no visible cost
+
+
+def lesson_detection(r):
+    assert r["poisoned_found"][0] >= 0.8 * r["ks"][0]  # the lowest-scoring samples are mostly the poison
+
+
+def lesson_blind(r):
+    assert r["backdoor_accuracy"] > 0.9 and r["backdoor_accuracy_clean"] < 0.1
+    assert abs(r["main_accuracy_backdoored"] - r["main_accuracy_clean"]) < 0.05
+
+
+def lesson_certified(r):
+    assert r["upper_bound_exact"] >= r["attack_train_loss"] >= r["clean_train_loss"]  # the bound holds the attack
+
+
+def lesson_defense_pipeline(r):
+    assert r["trojan_rejected"] > 0.9 and r["clean_correct"] > 0.8
+
+
+def lesson_dpsgd(r):
+    plain = run("dpsgd", noise_multiplier=0.0)
+    assert r["config"]["noise_multiplier"] > 0
+    assert r["attack_success_rate"] < plain["attack_success_rate"] - 0.2  # DP-SGD's noise blunts the rare poison
+
+
+def lesson_dpsgd_pretrain(r):
+    assert r["test_accuracy"] > 0.9  # a helper: the public model the frozen procedure starts from
+
+
+def lesson_dpsgd_reference(r):
+    assert r["clean_accuracy"] > 0.9  # a helper: the unpoisoned reference model
+
+
+def lesson_fine_pruning(r):
+    assert r["original_attack_success_rate"] > 0.9
+    assert r["attack_success_rate"] < 0.2 and r["attack_success_rate"] < r["pruned_attack_success_rate"] - 0.2
+
+
+def lesson_pruning_curve(r):
+    asr = r["attack_success_rate"]
+    assert asr[0] > 0.9 and min(asr) < asr[0] - 0.2  # pruning dormant channels removes the backdoor
+
+
+def lesson_pruning_aware(r):
+    assert r["attack_success_rate"] > 0.3  # the decoys let the backdoor survive fine-pruning
+
+
+def lesson_label_consistent(r):
+    baseline = run("label-consistent", method="none")
+    assert r["attack_success_rate"] > baseline["attack_success_rate"] + 0.1  # hard images make the trigger stick
+
+
+def lesson_label_consistent_detection(r):
+    assert r["found_badnets"][2] > r["found_label_consistent"][2]  # correct labels hide the poison from the scheme
+
+
+def lesson_neural_cleanse(r):
+    assert r["target_label"] in r["flagged_labels"] and r["anomaly_index"] > 2
+    assert r["attack_success_rate_before"] > 0.9 and r["attack_success_rate"] < 0.1
+
+
+def lesson_strip(r):
+    assert r["far"] < 0.1 and r["frr"] < 0.15
+
+
+def lesson_strip_entropies(r):
+    assert r["trojan_mean_entropy"] < 0.5 * r["benign_mean_entropy"]  # a trigger dominates every blend
+
+
+LESSONS = {
+    "badnets": lesson_badnets, "detection": lesson_detection, "blind": lesson_blind, "certified": lesson_certified,
+    "defense-pipeline": lesson_defense_pipeline, "dpsgd": lesson_dpsgd, "dpsgd-pretrain": lesson_dpsgd_pretrain,
+    "dpsgd-reference": lesson_dpsgd_reference, "fine-pruning": lesson_fine_pruning, "pruning-curve": lesson_pruning_curve,
+    "pruning-aware": lesson_pruning_aware, "label-consistent": lesson_label_consistent,
+    "label-consistent-detection": lesson_label_consistent_detection, "neural-cleanse": lesson_neural_cleanse,
+    "strip": lesson_strip, "strip-entropies": lesson_strip_entropies,
+}
+DOES_NOT_SHOW = {
+    "fine-pruning-loop": "the report's weight-threshold procedure stops after one 5% step at 1% accuracy loss and leaves "
+                         "the backdoor (about 99% attack success in ci) — issue 18 takes this on",
+}
+
+
+def test_every_experiment_has_a_lesson_or_a_reason():
+    assert sorted([*LESSONS, *DOES_NOT_SHOW]) == experiments.names()
+
+
+@pytest.mark.parametrize("name", sorted(LESSONS))
+def test_the_defaults_show_the_lesson(tmp_cache, name):
+    LESSONS[name](run(name))
+
+
+@pytest.mark.parametrize("name", sorted(DOES_NOT_SHOW))
+def test_an_experiment_whose_defaults_do_not_show_it_says_why(tmp_cache, name):
+    result = run(name)
+    assert result["attack_success_rate"] > 0.5, f"{name} now removes the backdoor: move it to LESSONS"
