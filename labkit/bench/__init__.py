@@ -6,15 +6,13 @@ process — never asserted against a wall-clock limit in a test. Benchmarks sit 
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
+import functools
 import time
 from typing import Callable
 
 from labkit.errors import LabkitError
 
 _BENCHMARKS: dict[str, Callable[[], dict]] = {}
-_discovered = False
 
 
 def benchmark(name: str):
@@ -25,13 +23,12 @@ def benchmark(name: str):
     return wrap
 
 
+@functools.cache
 def discover() -> None:
     """Import every benchmark module of this package once (each registers its benchmark)."""
-    global _discovered
-    if not _discovered:
-        for module in pkgutil.iter_modules(__path__):
-            importlib.import_module(f"{__name__}.{module.name}")
-        _discovered = True
+    from labkit.experiments import import_submodules
+
+    import_submodules(__name__, __path__)
 
 
 def names() -> list[str]:

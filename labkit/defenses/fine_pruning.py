@@ -17,7 +17,7 @@ from labkit import train as training
 from labkit.errors import LabkitError
 from labkit.pruning import (  # noqa: F401 — the channel-pruning primitives, re-exported for notebooks
     channel_activations,
-    channels_to_prune,  # noqa: F401
+    channels_to_prune,
     last_conv,
     make_permanent,
     prune_channels,

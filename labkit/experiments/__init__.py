@@ -7,6 +7,7 @@ fills defaults, and returns the cached result or computes and caches it.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import itertools
 import math
@@ -158,7 +159,6 @@ def check_target(cfg: dict) -> None:
 
 
 _REGISTRY: dict[str, Experiment] = {}
-_discovered = False
 
 
 def register(name: str, params: dict[str, Param], summary: tuple[str, ...] = (),
@@ -170,13 +170,16 @@ def register(name: str, params: dict[str, Param], summary: tuple[str, ...] = (),
     return wrap
 
 
+def import_submodules(package: str, path) -> None:
+    """Import every module of `package` (`path` is its `__path__`): each registers what it defines."""
+    for module in pkgutil.iter_modules(path):
+        importlib.import_module(f"{package}.{module.name}")
+
+
+@functools.cache
 def discover() -> None:
     """Import every module of this package once (each registers its experiments)."""
-    global _discovered
-    if not _discovered:
-        for module in pkgutil.iter_modules(__path__):
-            importlib.import_module(f"{__name__}.{module.name}")
-        _discovered = True
+    import_submodules(__name__, __path__)
 
 
 def names() -> list[str]:
