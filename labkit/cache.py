@@ -50,8 +50,8 @@ def key(name: str, cfg: dict, profile_name: str, threads: int | None = None, mod
     """A stable hash of (name, config, profile, threads, labkit version, code): the code of `module` and what
     it imports (`dependencies.fingerprint`), or all of labkit's source when no module is named."""
     code = dependencies.fingerprint(module) if module else code_fingerprint()
-    blob = json.dumps({"name": name, "config": cfg, "profile": profile_name,
-                       "threads": threads or config.threads(), "version": labkit.__version__, "code": code},
+    blob = json.dumps({"name": name, "config": dict(cfg), "profile": profile_name,
+                       "threads": threads or config.threads(profile_name), "version": labkit.__version__, "code": code},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
@@ -121,22 +121,23 @@ def write(path: Path, name: str, result: dict) -> None:
     atomic_torch_save({**result, HEADER: header}, path)
 
 
-def memoize(name: str, cfg: dict, compute: Callable[[], dict], *, enabled: bool = True,
-            required: Iterable[str] = (), module: str | None = None) -> dict:
-    """`compute()`'s result for (name, cfg) in the active profile, from disk when cached.
+def memoize(name: str, cfg: dict, compute: Callable[[], dict], *, profile: "str | config.Profile | None" = None,
+            enabled: bool = True, required: Iterable[str] = (), module: str | None = None) -> dict:
+    """`compute()`'s result for (name, cfg) in `profile` (None: the active one), from disk when cached.
 
-    `compute` runs with `config.threads()` torch threads (a part of the key), so an entry never depends
-    on how it was scheduled; `required` are keys every valid entry holds; `module` is the module whose code
-    computes the result (`__name__` of the caller; None keys it by all of labkit's source)."""
+    `compute` runs with `config.threads(profile)` torch threads (a part of the key), so an entry never
+    depends on how it was scheduled; `required` are keys every valid entry holds; `module` is the module
+    whose code computes the result (`__name__` of the caller; None keys it by all of labkit's source)."""
+    prof = config.profile(profile)
     if not enabled:
-        with config.fixed_threads():
+        with config.fixed_threads(prof):
             return compute()
-    path = entry_path(name, cfg, module=module)
+    path = entry_path(name, cfg, prof.name, module=module)
     cached = read(path, name, required)
     if cached is not None:
         return cached
     ensure_writable(path.parent)  # before the work, not after it
-    with config.fixed_threads():
+    with config.fixed_threads(prof):
         result = compute()
     try:
         write(path, name, result)

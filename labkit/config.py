@@ -4,20 +4,27 @@
 notebook on 2 CPU cores) | `paper` (full datasets, GPU when present). `CI=true` implies
 `ci` unless `LABKIT_PROFILE` is set. A notebook's parameter cell may call `use_profile`.
 
-Sizes shared by every notebook live in `Profile`; a paper's own sizes are chosen with
-`pick(ci=..., lab=..., paper=...)` in that paper's module, so notebooks never hard-code sizes.
+Sizes shared by every notebook live in `Profile`; a paper's own sizes are declared once, in
+that paper's experiment module, as `SIZES = Sizes(ci={...}, lab={...}, paper={...})` (the same
+keys in each), so notebooks never hard-code sizes.
+
+The environment is read in one place, `profile_name()`: an experiment receives its profile in its
+config (`cfg.profile`) and everything it calls is handed sizes, device and threads from there; inside
+`experiments.run` a stray `profile()` call raises (`reading_forbidden`), so a result can never depend
+on the environment instead of its config.
 """
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 from dataclasses import dataclass
-from typing import TypeVar
+from types import MappingProxyType
+from typing import Any, Mapping
 
 from labkit.errors import LabkitError
 
 PROFILE_NAMES = ("ci", "lab", "paper")
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -57,8 +64,26 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+# Set while an experiment computes: the profile must come from its config, not the environment.
+_FORBIDDEN = contextvars.ContextVar("labkit_profile_reading_forbidden", default=None)
+
+
+@contextlib.contextmanager
+def reading_forbidden(experiment: str):
+    """Within the block, `profile_name()` raises: `experiment` must use the profile in its config."""
+    token = _FORBIDDEN.set(experiment)
+    try:
+        yield
+    finally:
+        _FORBIDDEN.reset(token)
+
+
 def profile_name() -> str:
     """The active profile's name, from `LABKIT_PROFILE`, else `ci` when `CI=true`, else `lab`."""
+    inside = _FORBIDDEN.get()
+    if inside is not None:
+        raise LabkitError(f"experiment {inside!r} read the profile from the environment; "
+                          f"use cfg.profile (labkit bug: pass sizes, device and threads down explicitly)")
     name = os.environ.get("LABKIT_PROFILE", "").strip().lower()
     if not name:
         name = "ci" if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes") else "lab"
@@ -67,9 +92,15 @@ def profile_name() -> str:
     return name
 
 
-def profile() -> Profile:
-    """The active profile's sizes."""
-    return PROFILES[profile_name()]
+def profile(name: "str | Profile | None" = None) -> Profile:
+    """The sizes of profile `name` (a Profile is returned as is); None: the active profile's."""
+    if isinstance(name, Profile):
+        return name
+    if name is None:
+        return PROFILES[profile_name()]
+    if name not in PROFILES:
+        raise LabkitError(f"unknown profile {name!r}; choose one of {', '.join(PROFILE_NAMES)}")
+    return PROFILES[name]
 
 
 def use_profile(name: str | None) -> Profile:
@@ -94,30 +125,50 @@ def keep_profile():
             os.environ["LABKIT_PROFILE"] = previous
 
 
-def pick(*, ci: T, lab: T, paper: T) -> T:
-    """The value for the active profile: how a paper's module declares its own sizes."""
-    return {"ci": ci, "lab": lab, "paper": paper}[profile_name()]
+class Sizes:
+    """A paper's own sizes, one mapping per profile, declared once in its experiment module:
+
+        SIZES = Sizes(ci=dict(epochs=6), lab=dict(epochs=30), paper=dict(epochs=60))
+        SIZES.of(cfg.profile)["epochs"]
+
+    Every profile must name the same keys (a size missing from one profile is a bug caught at import)."""
+
+    def __init__(self, *, ci: Mapping[str, Any], lab: Mapping[str, Any], paper: Mapping[str, Any]):
+        tables = {"ci": ci, "lab": lab, "paper": paper}
+        keys = set(ci)
+        for name, table in tables.items():
+            if set(table) != keys:
+                odd = sorted(set(table) ^ keys)[0]
+                raise LabkitError(f"Sizes: profile {name!r} and 'ci' differ in key {odd!r}")
+        self._tables = {name: MappingProxyType(dict(table)) for name, table in tables.items()}
+
+    def keys(self) -> list[str]:
+        return list(self._tables["ci"])
+
+    def of(self, which: "str | Profile | None" = None) -> Mapping[str, Any]:
+        """The read-only sizes of profile `which` (a name or a Profile; None: the active profile)."""
+        return self._tables[profile(which).name]
 
 
-def threads() -> int:
+def threads(which: "str | Profile | None" = None) -> int:
     """Torch CPU threads an experiment computes with: `LABKIT_THREADS`, else the profile's (2).
 
     Fixed rather than "all cores", because CPU kernels split their sums by thread, so the same seed
     gives bit-wise different weights under another thread count; the count is part of the cache key."""
     text = os.environ.get("LABKIT_THREADS", "").strip()
     if not text:
-        return profile().threads
+        return profile(which).threads
     if not text.isdigit() or not 1 <= int(text) <= 1024:
         raise LabkitError(f"LABKIT_THREADS must be an int in [1, 1024], got {text!r}")
     return int(text)
 
 
 @contextlib.contextmanager
-def fixed_threads():
-    """Run the block with `threads()` torch threads (yielded), restoring the previous count after."""
+def fixed_threads(which: "str | Profile | None" = None):
+    """Run the block with `threads(which)` torch threads (yielded), restoring the previous count after."""
     import torch
 
-    wanted, previous = threads(), torch.get_num_threads()
+    wanted, previous = threads(which), torch.get_num_threads()
     torch.set_num_threads(wanted)
     try:
         yield wanted
@@ -125,8 +176,9 @@ def fixed_threads():
         torch.set_num_threads(previous)
 
 
-def device():
-    """`torch.device('cuda')` when the profile allows a GPU and one is present, else CPU."""
+def device(which: "str | Profile | None" = None):
+    """`torch.device('cuda')` when profile `which` (None: the active one) allows a GPU and one is present,
+    else CPU."""
     import torch
 
-    return torch.device("cuda" if profile().use_gpu and torch.cuda.is_available() else "cpu")
+    return torch.device("cuda" if profile(which).use_gpu and torch.cuda.is_available() else "cpu")

@@ -69,15 +69,17 @@ def check_name(name: str) -> DatasetInfo:
     return DATASETS[name]
 
 
-def load(name: str = "digits", *, train_size: int | None | str = "profile",
-         test_size: int | None | str = "profile", image_size: int = 16) -> Dataset:
-    """Load `name` as tensors, subsampled to the active profile's sizes unless sizes are given.
+def load(name: str = "digits", *, profile: "str | config.Profile | None" = None,
+         train_size: int | None | str = "profile", test_size: int | None | str = "profile",
+         image_size: int = 16) -> Dataset:
+    """Load `name` as tensors, subsampled to `profile`'s sizes (None: the active profile) unless sizes
+    are given (None keeps all).
 
     `image_size` applies to `digits` only (8 = the original resolution). Subsets are drawn
     with a fixed seed, so every experiment in a profile sees the same images.
     """
     check_name(name)
-    prof = config.profile()
+    prof = config.profile(profile)
     n_train = prof.train_size if train_size == "profile" else train_size
     n_test = prof.test_size if test_size == "profile" else test_size
     full = _load_full(name, image_size if name == "digits" else 0, str(paths.data_dir()))

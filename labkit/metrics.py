@@ -1,5 +1,10 @@
 """Metrics: clean accuracy, attack success rate (both thesis definitions), FRR/FAR, anomaly index.
 
+The two attack-success definitions have one name each, in every experiment's results:
+`attack_success_rate` is the "labelled" one (images labelled the target are left out) and
+`attack_success_rate_classified` the "classified" one (images classified as the target before the
+trigger are left out).
+
 Pure functions on predictions are separated from the model-calling wrappers so that each
 definition is tested on hand-made inputs.
 """
@@ -42,6 +47,18 @@ def attack_success_rate(model, x: torch.Tensor, y: torch.Tensor, trigger, target
     """`asr_from_predictions` for `model` on test images `x` stamped with `trigger`."""
     pred_clean = predict(model, x) if exclude == "classified" else None
     return asr_from_predictions(y, pred_clean, predict(model, trigger.apply(x)), target, exclude)
+
+
+def attack_success_labelled(model, x: torch.Tensor, y: torch.Tensor, trigger, target: int) -> float:
+    """The "labelled" attack success (result key `attack_success_rate` in every experiment): test images
+    *labelled* `target` are left out."""
+    return attack_success_rate(model, x, y, trigger, target, "labelled")
+
+
+def attack_success_classified(model, x: torch.Tensor, y: torch.Tensor, trigger, target: int) -> float:
+    """The "classified" attack success (result key `attack_success_rate_classified` everywhere): test
+    images the model *classifies* as `target` before the trigger are left out (the thesis' DP chapter)."""
+    return attack_success_rate(model, x, y, trigger, target, "classified")
 
 
 def frr_far(benign_scores: torch.Tensor, trojan_scores: torch.Tensor, threshold: float) -> tuple[float, float]:

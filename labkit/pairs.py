@@ -57,9 +57,13 @@ def _from_dataset(name: str, ds: data.Dataset, rho: float) -> Pair:
     return Pair(name, x_train, y_train, x_test, y_test, centre, radius, rho)
 
 
-def toy_2d(n_per_class: int | None = None, seed: int = 0) -> Pair:
-    """Two unit-variance Gaussians at (−1.5, −0.5) (label −1) and (1.5, 0.5) (label +1); 25% held out for test."""
-    n_per_class = n_per_class or config.pick(ci=100, lab=200, paper=500)
+TOY_PER_CLASS = config.Sizes(ci=dict(n=100), lab=dict(n=200), paper=dict(n=500))
+
+
+def toy_2d(n_per_class: int | None = None, seed: int = 0, profile: "str | config.Profile | None" = None) -> Pair:
+    """Two unit-variance Gaussians at (−1.5, −0.5) (label −1) and (1.5, 0.5) (label +1); 25% held out for
+    test. `n_per_class` defaults to the profile's (None: the active profile)."""
+    n_per_class = n_per_class or TOY_PER_CLASS.of(profile)["n"]
     gen = rng(seed)
     means = {-1.0: np.array([-1.5, -0.5]), 1.0: np.array([1.5, 0.5])}
     x = np.concatenate([gen.normal(means[label], 1.0, size=(n_per_class, 2)) for label in (-1.0, 1.0)])
@@ -93,18 +97,20 @@ def synthetic(n: int = 13000, dim: int = 784, seed: int = 0, n_test: int = 2000)
     return Pair(f"synthetic-{n}x{dim}", x_train, y_train, x_test, y_test, centre, radius, rho=1.0)
 
 
-def load(name: str, seed: int = 0, full: bool = False) -> Pair:
+def load(name: str, seed: int = 0, full: bool = False, profile: "str | config.Profile | None" = None) -> Pair:
     """Pair `name` (one of PAIRS). `seed` draws the toy sample; the image pairs are fixed.
 
-    MNIST is subsampled to the profile's sizes (before keeping ones and sevens) unless `full`.
+    MNIST is subsampled to `profile`'s sizes (None: the active profile; before keeping ones and
+    sevens) unless `full`.
 
     `mnist-1-7` raises DataMissingError (naming `labkit data download mnist`) when MNIST is not on disk.
     """
     if name not in PAIRS:
         raise LabkitError(f"unknown dataset {name!r} for the convex setting; choose one of {', '.join(PAIRS)}")
     if name == "toy-2d":
-        return toy_2d(seed=seed)
+        return toy_2d(seed=seed, profile=profile)
     if name == "digits-1-7":
-        return _from_dataset(name, data.load("digits", image_size=8, train_size=None, test_size=None), rho=4.0)
+        return _from_dataset(name, data.load("digits", profile=profile, image_size=8, train_size=None, test_size=None),
+                             rho=4.0)
     sizes = {"train_size": None, "test_size": None} if full else {}
-    return _from_dataset(name, data.load("mnist", **sizes), rho=1.0)
+    return _from_dataset(name, data.load("mnist", profile=profile, **sizes), rho=1.0)

@@ -7,7 +7,7 @@ Images are (N, C, H, W) float in [0, 1]; labels (N,) int64.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +56,62 @@ def make_schedule(opt, kind: str, total_steps: int):
     raise ValueError(f"unknown lr_schedule {kind!r}; choose one of {', '.join(LR_SCHEDULES)}")
 
 
+def prepare(model: nn.Module, seed: int, device: torch.device | None = None) -> torch.device:
+    """Seed every generator with `seed`, move `model` to `device` (None: the active profile's) and return
+    it: how every training in labkit starts (`train` and DP-SGD's `train_dp`)."""
+    seed_everything(seed)
+    device = device or config.device()
+    model.to(device)
+    return device
+
+
+Batch = tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]  # images, labels, their indices (or None)
+
+
+def run_epochs(model: nn.Module, opt, batches: Callable[[int], Iterable[Batch]], *, epochs: int,
+               device: torch.device, scheduler=None,
+               loss_fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+               batch_transform: Callable[[nn.Module, torch.Tensor, torch.Tensor, int, torch.Tensor], torch.Tensor] | None = None,
+               after_backward: Callable[[nn.Module, int], None] | None = None,
+               eval_sets: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+               eval_model: nn.Module | None = None, track: Callable[[nn.Module, int], dict] | None = None,
+               progress: bool = True, desc: str = "train") -> list[dict]:
+    """THE loop: for each epoch, for each (xb, yb, idx) of `batches(epoch)`: transform, forward, loss,
+    backward, `after_backward`, optimiser step, scheduler step. Returns one dict per epoch (see `train`).
+
+    `batches` decides the sampling (shuffled mini-batches in `train`, Opacus' Poisson lots in DP-SGD);
+    `eval_model` is evaluated instead of `model` (DP-SGD trains a wrapper of the model it reports on)."""
+    history = []
+    bar = tqdm(range(1, epochs + 1), desc=desc, leave=False, **progress_kwargs(progress))
+    for epoch in bar:
+        model.train()
+        total, count = 0.0, 0
+        for xb, yb, idx in batches(epoch):
+            if batch_transform is not None:
+                xb = batch_transform(model, xb, yb, epoch, idx)
+                model.train()
+            xb, yb = xb.to(device), yb.to(device)
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model, xb, yb) if loss_fn is not None else F.cross_entropy(model(xb), yb)
+            loss.backward()
+            if after_backward is not None:
+                after_backward(model, len(yb))
+            opt.step()
+            if scheduler is not None:
+                scheduler.step()
+            total += float(loss.item()) * len(yb)
+            count += len(yb)
+        row = {"epoch": epoch, "loss": total / max(count, 1)}
+        for name, (xe, ye) in (eval_sets or {}).items():
+            row[f"{name}_accuracy"] = accuracy(eval_model or model, xe, ye)
+        if track is not None:
+            row.update(track(model, epoch))
+        history.append(row)
+        bar.set_postfix(loss=f"{row['loss']:.3f}")
+    model.eval()
+    return history
+
+
 def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batch_size: int = 64,
           lr: float = 3e-3, optimizer: str = "adam", weight_decay: float = 0.0, lr_schedule: str = "constant",
           augment: bool = False,
@@ -66,7 +122,7 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, ba
           batch_transform: Callable[[nn.Module, torch.Tensor, torch.Tensor, int, torch.Tensor], torch.Tensor] | None = None,
           after_backward: Callable[[nn.Module, int], None] | None = None,
           progress: bool = True, desc: str = "train") -> list[dict]:
-    """Train `model` in place with mini-batch `optimizer`; return one dict per epoch.
+    """Train `model` in place with shuffled mini-batches and `optimizer`; return one dict per epoch.
 
     Each dict holds `epoch`, `loss` (mean training loss), and `<name>_accuracy` for each
     of `eval_sets`, plus whatever `track(model, epoch)` returns (e.g. per-group losses).
@@ -75,44 +131,20 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, ba
     idx)` returns the batch's images to train on (before they move to the device); `after_backward(
     model, batch_len)` runs between backward and the optimiser step (e.g. clip and add noise).
     """
-    seed_everything(seed)
-    device = device or config.device()
-    model.to(device)
+    device = prepare(model, seed, device)
     opt = make_optimizer(model, optimizer, lr, weight_decay)
     scheduler = make_schedule(opt, lr_schedule, epochs * -(-len(y) // batch_size))
     augment_fn = augmenter(x.shape[-1]) if augment else None
     order_gen = generator(seed)
-    history = []
-    bar = tqdm(range(1, epochs + 1), desc=desc, leave=False, **progress_kwargs(progress))
-    for epoch in bar:
-        model.train()
-        total, count = 0.0, 0
+
+    def shuffled(epoch: int):
         for idx in torch.randperm(len(y), generator=order_gen).split(batch_size):
-            xb, yb = x[idx], y[idx]
-            if augment_fn is not None:
-                xb = augment_fn(xb)
-            if batch_transform is not None:
-                xb = batch_transform(model, xb, yb, epoch, idx)
-                model.train()
-            xb, yb = xb.to(device), yb.to(device)
-            loss = loss_fn(model, xb, yb) if loss_fn is not None else F.cross_entropy(model(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if after_backward is not None:
-                after_backward(model, len(idx))
-            opt.step()
-            scheduler.step()
-            total += loss.item() * len(idx)
-            count += len(idx)
-        row = {"epoch": epoch, "loss": total / count}
-        for name, (xe, ye) in (eval_sets or {}).items():
-            row[f"{name}_accuracy"] = accuracy(model, xe, ye)
-        if track is not None:
-            row.update(track(model, epoch))
-        history.append(row)
-        bar.set_postfix(loss=f"{row['loss']:.3f}")
-    model.eval()
-    return history
+            xb = x[idx] if augment_fn is None else augment_fn(x[idx])
+            yield xb, y[idx], idx
+
+    return run_epochs(model, opt, shuffled, epochs=epochs, device=device, scheduler=scheduler, loss_fn=loss_fn,
+                      batch_transform=batch_transform, after_backward=after_backward, eval_sets=eval_sets,
+                      track=track, progress=progress, desc=desc)
 
 
 @torch.no_grad()

@@ -43,7 +43,7 @@ from labkit.plots import label_consistent as lcplots
 prof = config.use_profile(PROFILE)
 plots.setup()
 ds = data.load(DATASET)
-sizes = lcx.sizes()
+sizes = lcx.SIZES.of(prof)  # this paper's sizes in the chosen profile
 SETTING = dict(lcx.SETTING)  # the lab's headline attack (ε in thesis units)
 FRACTIONS = list(sizes["grid_fractions"])  # poisoned fraction of the TARGET class
 BASE = dict(dataset=DATASET, target=TARGET, seed=SEED)

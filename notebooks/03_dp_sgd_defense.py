@@ -43,7 +43,7 @@ from labkit.plots import dpsgd as dp_plots
 prof = config.use_profile(PROFILE)
 plots.setup()
 ds = data.load(DATASET)
-sizes = dpx.profile_sizes()
+sizes = dpx.SIZES.of(prof)  # this paper's sizes in the chosen profile
 print(f"profile {prof.name}: {len(ds.y_train)} training images {ds.image_shape}; GroupNorm CNN width {sizes['width']}, "
       f"lot {sizes['lot_size']}, {sizes['epochs']} epochs, C = 1; seeds {sizes['seeds']}")
 
@@ -157,9 +157,9 @@ def plot_setting(noise_multiplier, poison_fraction):
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     i, j = grid["poison_fractions"].index(poison_fraction), grid["sigmas"].index(noise_multiplier)
     dp_plots.frontier(ax, grid, highlight=(i, j))
-    ax.scatter([run["clean_accuracy"]], [run["attack_success_rate"]], marker="*", s=160, color="black", zorder=6)
+    ax.scatter([run["clean_accuracy"]], [run["attack_success_rate_classified"]], marker="*", s=160, color="black", zorder=6)
     ax.set_title(f"σ = {dp_plots.sigma_label(noise_multiplier)}, {run['poisoned_count']} poisoned: "
-                 f"ASR {run['attack_success_rate']:.0%}, accuracy {run['clean_accuracy']:.0%}, "
+                 f"ASR {run['attack_success_rate_classified']:.0%}, accuracy {run['clean_accuracy']:.0%}, "
                  f"ε = {dp_plots.epsilon_label(run['epsilon'])} (seed {SEED} ★)")
     plt.show()
 

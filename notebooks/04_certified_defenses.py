@@ -49,7 +49,7 @@ from labkit.plots import certified as cplots
 
 prof = config.use_profile(PROFILE)
 plots.setup()
-EPSILONS, ITERATIONS = certified_exp.epsilons(), certified_exp.iteration_grid()
+EPSILONS, ITERATIONS = certified_exp.SIZES.of(prof)["epsilons"], certified_exp.SIZES.of(prof)["iterations"]
 pair = pairs.load(DATASET, SEED)
 print(f"profile {prof.name}: {DATASET} has n = {pair.n} clean training points in {pair.dim}-D, "
       f"{len(pair.y_test)} test points; ρ = {pair.rho:g}; ε grid {EPSILONS}")

@@ -34,12 +34,13 @@ from matplotlib import pyplot as plt
 
 from labkit import config, data, experiments, plots, widgets
 from labkit.defenses import neural_cleanse as nc
+from labkit.experiments import neural_cleanse as nc_exp
 from labkit.plots import neural_cleanse as nc_plots
 
 prof = config.use_profile(PROFILE)
 plots.setup()
 ds = data.load(DATASET)
-sizes = nc.default_sizes()
+sizes = nc_exp.SIZES.of(prof)  # this paper's sizes in the chosen profile
 print(f"profile {prof.name}: defender has {sizes['samples']} clean images; up to {sizes['epochs']} epochs per label")
 
 # %% [markdown]
@@ -131,7 +132,7 @@ plt.show()
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
 nc_plots.filter_curve(axes[0], infected["filter"]["fprs"], infected["filter"]["fnrs"])
 axes[0].set_title(f"(a) input filter on neurons {infected['filter']['neurons'].tolist()}")
-nc_plots.pruning_curve(axes[1], infected["pruning"])
+nc_plots.neuron_pruning_panel(axes[1], infected["pruning"])
 axes[1].set_title(f"(b) pruning: stops after {infected['pruning']['stopped_at']} neurons")
 fig.tight_layout()
 plt.show()
@@ -157,7 +158,7 @@ plt.show()
 # **two infected labels** (each with its own trigger in its own corner) pull the median towards them.
 
 # %%
-trigger_sizes = config.pick(ci=[3, 6], lab=[3, 6], paper=[3, 5, 7, 9, 11])
+trigger_sizes = list(sizes["trigger_sizes"])
 by_size = [experiments.run("neural-cleanse", dataset=DATASET, target=TARGET, seed=SEED, trigger_size=s)
            for s in trigger_sizes]
 

@@ -45,9 +45,10 @@ from labkit.plots import fine_pruning as fplots
 prof = config.use_profile(PROFILE)
 plots.setup()
 ds = data.load(DATASET)
+sizes = fpx.SIZES.of(prof)  # this paper's sizes in the chosen profile
 victim = dict(dataset=DATASET, target=TARGET, seed=SEED)  # BadNets, 10% poison: notebook 01's model
 print(f"profile {prof.name}: {len(ds.y_train)} training / {len(ds.y_test)} test images; "
-      f"the defender owns {fpx.default_clean_size()} clean images")
+      f"the defender owns {sizes['clean_size']} clean images")
 
 # %% [markdown]
 # ## 1 · Dormant channels: where a backdoor can hide
@@ -77,7 +78,7 @@ print(f"share of the trigger's extra activation in the 50% most dormant channels
 
 # %%
 fig, ax = plt.subplots()
-fplots.pruning_curve(ax, curve["percents"], curve["clean_accuracy"], curve["attack_success_rate"], report=True)
+fplots.pruning_panel(ax, curve["percents"], curve["clean_accuracy"], curve["attack_success_rate"], report=True)
 plt.show()
 
 # %% [markdown]
@@ -86,7 +87,7 @@ plt.show()
 # "pruned only" (×) to "pruned + fine-tuned" (●); the 0% arrow is fine-tuning alone with the same budget.
 
 # %%
-grid = {"prune_percent": list(fpx.prune_grid())}
+grid = {"prune_percent": list(sizes["prune_grid"])}
 runs = experiments.sweep("fine-pruning", grid, finetune=True, **victim)
 rows = [{"percent": p, **r} for p, r in zip(grid["prune_percent"], runs)]
 fig, ax = plt.subplots()
@@ -100,8 +101,8 @@ plt.show()
 # %%
 deep = max(p for p in grid["prune_percent"] if p < 90)
 budget_rows = {}
-for budget in fpx.finetune_budgets():
-    name = f"{budget.get('clean_size', fpx.default_clean_size())} imgs, lr {budget['finetune_lr']:g}"
+for budget in sizes["finetune_budgets"]:
+    name = f"{budget.get('clean_size', sizes['clean_size'])} imgs, lr {budget['finetune_lr']:g}"
     tuned, pruned = (experiments.run("fine-pruning", prune_percent=p, **budget, **victim) for p in (0.0, deep))
     budget_rows[name] = {"fine-tuning alone": tuned["attack_success_rate"],
                          f"{deep:g}% pruned + fine-tuning": pruned["attack_success_rate"]}
@@ -118,7 +119,7 @@ plt.show()
 def plot_percent(prune_percent):
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
     fplots.defense_paths(left, rows, highlight=prune_percent)
-    fplots.pruning_curve(right, curve["percents"], curve["clean_accuracy"], curve["attack_success_rate"],
+    fplots.pruning_panel(right, curve["percents"], curve["clean_accuracy"], curve["attack_success_rate"],
                          current=prune_percent)
     run = experiments.run("fine-pruning", prune_percent=prune_percent, **victim)
     left.set_title(f"{prune_percent:g}% pruned + fine-tuned: accuracy {run['clean_accuracy']:.1%}, "
@@ -140,7 +141,7 @@ percent_widget = widgets.interact(plot_percent, prune_percent=widgets.choice(gri
 aware = dict(victim, attack="pruning-aware")
 aware_curve = experiments.run("pruning-curve", **aware)
 fig, ax = plt.subplots()
-fplots.pruning_curves(ax, {"BadNets": curve, "pruning-aware": aware_curve})
+fplots.pruning_panels(ax, {"BadNets": curve, "pruning-aware": aware_curve})
 plt.show()
 
 # %%

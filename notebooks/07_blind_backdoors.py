@@ -197,7 +197,7 @@ plt.show()
 # code can apply to whatever loss it is handed.
 
 # %%
-noise = blind_exp.shaping_noise()
+noise = blind_exp.SIZES.of(prof)["shaping_noise"]
 shaped = [experiments.run("blind", dataset=DATASET, synthesizer="pattern", grad_clip=blind_exp.SHAPING_CLIP,
                           noise_multiplier=s, target=TARGET, seed=SEED) for s in noise]
 fig, ax = plt.subplots()

@@ -31,10 +31,47 @@ def test_use_profile_switches_and_none_keeps(monkeypatch):
         config.use_profile("fast")
 
 
-def test_pick_follows_the_profile(monkeypatch):
+def test_sizes_follow_the_profile_given_or_active(monkeypatch):
+    sizes = config.Sizes(ci=dict(n=1), lab=dict(n=2), paper=dict(n=3))
     for name in ("ci", "lab", "paper"):
         monkeypatch.setenv("LABKIT_PROFILE", name)
-        assert config.pick(ci=1, lab=2, paper=3) == {"ci": 1, "lab": 2, "paper": 3}[name]
+        assert sizes.of()["n"] == {"ci": 1, "lab": 2, "paper": 3}[name]
+        assert sizes.of("lab")["n"] == 2 and sizes.of(config.PROFILES["paper"])["n"] == 3
+    with pytest.raises(TypeError):
+        sizes.of("ci")["n"] = 5  # read-only
+    with pytest.raises(LabkitError, match="unknown profile"):
+        sizes.of("fast")
+
+
+def test_sizes_must_name_the_same_keys_in_every_profile():
+    with pytest.raises(LabkitError, match="'paper' and 'ci' differ in key 'm'"):
+        config.Sizes(ci=dict(n=1), lab=dict(n=2), paper=dict(n=3, m=4))
+
+
+def test_every_paper_declares_its_sizes_one_way():
+    """Each experiment module that has profile-dependent sizes declares one `SIZES = config.Sizes(...)`."""
+    import importlib
+    import pkgutil
+
+    import labkit.experiments as package
+
+    declared = []
+    for module in pkgutil.iter_modules(package.__path__):
+        mod = importlib.import_module(f"labkit.experiments.{module.name}")
+        source = open(mod.__file__).read()
+        assert "config.pick" not in source and "def profile_sizes" not in source, module.name
+        if hasattr(mod, "SIZES"):
+            assert isinstance(mod.SIZES, config.Sizes), module.name
+            declared.append(module.name)
+    assert {"dpsgd", "label_consistent", "fine_pruning", "neural_cleanse", "blind", "certified"} <= set(declared)
+
+
+def test_inside_an_experiment_the_environment_profile_cannot_be_read():
+    with config.reading_forbidden("badnets"):
+        with pytest.raises(LabkitError, match="use cfg.profile"):
+            config.profile()
+        assert config.profile("ci").name == "ci"  # an explicit profile is fine
+    assert config.profile().name in config.PROFILE_NAMES
 
 
 def test_profiles_are_frozen_and_grow_with_the_profile():

@@ -35,7 +35,8 @@ def lesson_defense_pipeline(r):
 def lesson_dpsgd(r):
     plain = run("dpsgd", noise_multiplier=0.0)
     assert r["config"]["noise_multiplier"] > 0
-    assert r["attack_success_rate"] < plain["attack_success_rate"] - 0.2  # DP-SGD's noise blunts the rare poison
+    # DP-SGD's noise blunts the rare poison (the thesis' DP chapter measures the "classified" attack success)
+    assert r["attack_success_rate_classified"] < plain["attack_success_rate_classified"] - 0.2
 
 
 def lesson_dpsgd_pretrain(r):

@@ -127,13 +127,13 @@ def test_experiment_runs_reports_and_is_deterministic(tmp_cache):
     kw = dict(noise_multiplier=1.0, poison_fraction=0.02, epochs=2, seed=4)
     first = experiments.run("dpsgd", use_cache=False, **kw)
     again = experiments.run("dpsgd", use_cache=False, **kw)
-    for key in ("attack_success_rate", "clean_accuracy", "epsilon", "rare_accuracy"):
+    for key in ("attack_success_rate", "attack_success_rate_classified", "clean_accuracy", "epsilon", "rare_accuracy"):
         assert first[key] == again[key]
     assert math.isfinite(first["epsilon"]) and first["delta"] == 1e-5
     assert first["poisoned_count"] == round(0.02 * len(data.load("digits").y_train))
-    assert 0 <= first["attack_success_rate"] <= 1 and 0 <= first["clean_accuracy"] <= 1
+    assert 0 <= first["attack_success_rate_classified"] <= 1 and 0 <= first["clean_accuracy"] <= 1
     public = experiments.public(first)
-    assert {"attack_success_rate", "clean_accuracy", "epsilon", "delta"} <= set(public)
+    assert {"attack_success_rate", "attack_success_rate_classified", "clean_accuracy", "epsilon", "delta"} <= set(public)
     baseline = experiments.run("dpsgd", use_cache=False, training="sgd", **kw)
     assert baseline["epsilon"] == float("inf") and 0 < baseline["effective_lr"] < 0.5  # clipping-matched
 
@@ -207,7 +207,7 @@ def test_lab_acceptance_dp_sgd_cuts_attack_success_at_one_percent(monkeypatch, t
     seeds = (0, 1, 2)
     runs = {sigma: [experiments.run("dpsgd", noise_multiplier=sigma, poison_fraction=0.01, seed=s)
                     for s in seeds] for sigma in (0.0, 1.0)}
-    mean = {sigma: sum(r["attack_success_rate"] for r in rs) / len(rs) for sigma, rs in runs.items()}
+    mean = {sigma: sum(r["attack_success_rate_classified"] for r in rs) / len(rs) for sigma, rs in runs.items()}
     assert mean[1.0] < mean[0.0] - 0.2, mean
     assert all(math.isfinite(r["epsilon"]) for r in runs[1.0])
     assert all(r["epsilon"] == float("inf") for r in runs[0.0])

@@ -18,9 +18,9 @@ def dummy():
         "flag": Param(False, bool),
         "epochs": Param(None, int, 1, 100, optional=True),
     }, summary=("score",))
-    def run_dummy(fraction, count, mode, flag, epochs):
-        CALLS.append((fraction, count, mode, flag, epochs))
-        return {"score": fraction * count, "weights": torch.ones(100), "mode": mode}
+    def run_dummy(cfg):
+        CALLS.append(cfg)
+        return {"score": cfg.fraction * cfg.count, "weights": torch.ones(100), "mode": cfg.mode}
     CALLS.clear()
     yield "test-dummy"
     experiments._REGISTRY.pop("test-dummy")
@@ -71,6 +71,50 @@ def test_sweep_runs_the_grid_in_order_and_reshapes(dummy, tmp_cache):
     assert table.shape == (2, 3) and np.allclose(table, np.outer([0.1, 0.2], [1, 2, 3]))
     with pytest.raises(LabkitError):
         experiments.sweep(dummy, {"count": [11]}, progress=False)
+
+
+def test_an_experiment_receives_one_validated_immutable_config(dummy, tmp_cache, monkeypatch):
+    monkeypatch.setenv("LABKIT_PROFILE", "ci")
+    experiments.run(dummy, count="4", profile="lab")
+    cfg = CALLS[-1]
+    assert isinstance(cfg, experiments.Config)
+    assert cfg.count == 4 and cfg["mode"] == "a" and dict(cfg)["fraction"] == 0.5
+    assert cfg.profile.name == "lab"  # the profile asked for, not the environment's
+    with pytest.raises(AttributeError, match="immutable"):
+        cfg.count = 5
+    with pytest.raises(AttributeError, match="no knob 'colour'; knobs: fraction, count"):
+        cfg.colour
+    assert cfg.but(count=6).count == 6 and cfg.but(count=6).profile.name == "lab"
+    with pytest.raises(LabkitError, match="count must be an int in \\[1, 10\\], got 11"):
+        cfg.but(count=11)
+    assert experiments.resolve(dummy, mode="b").profile.name == "ci"
+
+
+def test_inside_an_experiment_reading_the_environment_profile_fails(tmp_cache):
+    @experiments.register("test-leaky", {"n": Param(1, int)}, summary=())
+    def leaky(cfg):
+        from labkit import config
+
+        return {"epochs": config.profile().epochs}  # the bug the guard catches: the env, not cfg.profile
+    try:
+        with pytest.raises(LabkitError, match="experiment 'test-leaky' read the profile from the environment"):
+            experiments.run("test-leaky", use_cache=False)
+    finally:
+        experiments._REGISTRY.pop("test-leaky")
+
+
+def test_shared_knobs_are_declared_once_and_target_is_checked_against_the_dataset():
+    for name in experiments.names():
+        params = experiments.get(name).params
+        for knob, shared in (("seed", experiments.SEED), ("target", experiments.TARGET)):
+            if knob in params:
+                assert (params[knob].kind, params[knob].low, params[knob].high) == (shared.kind, shared.low, shared.high), name
+        if "dataset" in params and "target" in params:
+            assert experiments.check_target in experiments.get(name).checks, name
+    with pytest.raises(LabkitError, match="target must be an int in \\[0, 9\\] for digits, got 12"):
+        experiments.resolve("badnets", target=12)
+    with pytest.raises(LabkitError, match="target must be an int in \\[0, 42\\] for gtsrb, got 43"):
+        experiments.resolve("badnets", dataset="gtsrb", target=43)
 
 
 def test_public_keeps_json_values_and_drops_big_tensors():

@@ -35,13 +35,13 @@ def vae_loss(model: VAE, x: torch.Tensor, gen: torch.Generator | None = None) ->
 
 
 def train_vae(x: torch.Tensor, *, latent: int = 16, hidden: int = 256, epochs: int = 60, batch_size: int = 64,
-              lr: float = 1e-3, seed: int = 0) -> tuple[VAE, list[float]]:
+              lr: float = 1e-3, seed: int = 0, device: torch.device | None = None) -> tuple[VAE, list[float]]:
     """A VAE fitted to images `x` (N, C, H, W) in [0, 1]; returns (model in eval mode, per-epoch loss)."""
     torch.manual_seed(seed)
     model = VAE(x.shape[1:], latent, hidden)
     noise = generator(seed + 1)
     unlabelled = torch.zeros(len(x), dtype=torch.int64)
-    history = train(model, x, unlabelled, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+    history = train(model, x, unlabelled, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
                     loss_fn=lambda m, xb, _: vae_loss(m, xb, noise), progress=False, desc="VAE")
     return model.cpu().eval(), [row["loss"] for row in history]
 

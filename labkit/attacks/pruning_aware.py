@@ -35,8 +35,8 @@ def restore_channels(model: nn.Module, original: nn.Module, channels: torch.Tens
 
 def pruning_aware_backdoor(clean_model: nn.Module, x_reference: torch.Tensor, x_poisoned: torch.Tensor,
                            y_poisoned: torch.Tensor, prune_percent: float, *, epochs: int, lr: float,
-                           batch_size: int = 64, seed: int = 0, progress: bool = False
-                           ) -> tuple[nn.Module, torch.Tensor, list[dict]]:
+                           batch_size: int = 64, seed: int = 0, device: torch.device | None = None,
+                           progress: bool = False) -> tuple[nn.Module, torch.Tensor, list[dict]]:
     """Steps 2–4 on a copy of `clean_model` (step 1 is the caller's clean training).
 
     `x_reference`: clean images the attacker ranks channels on; (`x_poisoned`, `y_poisoned`): the
@@ -47,6 +47,7 @@ def pruning_aware_backdoor(clean_model: nn.Module, x_reference: torch.Tensor, x_
     decoys = pruning.channels_to_prune(activations, prune_percent)
     model = pruning.prune_channels(copy.deepcopy(clean_model), decoys)
     history = training.train(model, x_poisoned, y_poisoned, epochs=epochs, batch_size=batch_size, lr=lr,
-                             seed=seed, progress=progress, desc="pruning-aware attack")
+                             seed=seed, device=device, progress=progress, desc="pruning-aware attack")
+    model.cpu()
     restore_channels(model, clean_model, decoys)
     return model.eval(), decoys, history

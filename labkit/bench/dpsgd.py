@@ -10,7 +10,7 @@ from torch import nn
 from labkit import data, train
 from labkit.bench import benchmark, seconds
 from labkit.defenses import dpsgd as dp
-from labkit.experiments.dpsgd import build_model, profile_sizes
+from labkit.experiments.dpsgd import SIZES, build_model
 
 
 def mode_step_times(modes=dp.GRAD_SAMPLE_MODES, width: int | None = None, lot_size: int | None = None,
@@ -26,7 +26,7 @@ def _mode_step_times(modes, width, lot_size, rounds, steps) -> dict:
     (σ = 1, C = 1), timed in interleaved rounds (best round kept) so load changes hit all alike;
     plus whether each mode's clipped gradient (σ = 0) matches "hooks" (`<mode>_correct`)."""
     ds = data.load("digits")
-    sizes = profile_sizes()
+    sizes = SIZES.of()
     width, lot = width or sizes["width"], lot_size or sizes["lot_size"]
     xb, yb = ds.x_train[:lot], ds.y_train[:lot]
     out, steppers, reference_grad = {}, {}, None
@@ -86,7 +86,7 @@ def bench_dpsgd() -> dict:
         out[f"{mode}_correct"] = times.get(f"{mode}_correct", False)
     out["fastest_correct_mode"] = min(ratios, key=ratios.get) if ratios else "none"
     out["default_mode"] = dp.DEFAULT_GRAD_SAMPLE_MODE
-    sizes = profile_sizes()
+    sizes = SIZES.of()
     n = len(data.load("digits").y_train)
     q = dp.sample_rate(n, sizes["lot_size"])
     steps = dp.steps_for(n, sizes["lot_size"], sizes["epochs"])

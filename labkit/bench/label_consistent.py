@@ -9,7 +9,7 @@ from labkit import config, data
 from labkit.attacks import label_consistent as lc
 from labkit.bench import benchmark, seconds
 from labkit.experiments import run
-from labkit.experiments.label_consistent import EPSILONS, SETTING, grid, sizes, surrogate
+from labkit.experiments.label_consistent import EPSILONS, SETTING, SIZES, grid, surrogate
 
 
 @benchmark("label-consistent")
@@ -24,7 +24,7 @@ def bench_label_consistent() -> dict:
         ds = data.load("digits")
         model, _, _ = surrogate("digits", SETTING["surrogate"], "l2", 0)
         x, y = ds.x_train[:512], ds.y_train[:512]
-        steps = sizes()["pgd_steps"]
+        steps = SIZES.of()["pgd_steps"]
 
         def forward_backward():
             x_req = x.clone().requires_grad_(True)
@@ -36,7 +36,7 @@ def bench_label_consistent() -> dict:
             out[f"pgd_{norm}_images_per_second"] = len(x) / t
             out[f"pgd_{norm}_cost_in_forward_backward_passes"] = t / base
         out["pgd_steps"] = steps
-        configs = [{"method": m, "poison_fraction": f} for f in sizes()["grid_fractions"] for m in ("none", "pgd-l2")]
+        configs = [{"method": m, "poison_fraction": f} for f in SIZES.of()["grid_fractions"] for m in ("none", "pgd-l2")]
         start = time.perf_counter()
         for cfg in configs:
             run("label-consistent", use_cache=False, **{**SETTING, **cfg})

@@ -27,12 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
-from tqdm.auto import tqdm
 
-from labkit import config
 from labkit.errors import LabkitError
-from labkit.seed import generator, seed_everything
-from labkit.train import accuracy, make_optimizer, progress_kwargs
+from labkit.seed import generator
+from labkit.train import make_optimizer, prepare, run_epochs
 from labkit.train import train as train_plain
 
 # Opacus' per-sample-gradient engines that this lab's GroupNorm CNN supports. The default is the
@@ -212,32 +210,16 @@ def train_dp(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: DPSet
     """
     from opacus.utils.batch_memory_manager import BatchMemoryManager
 
-    seed_everything(seed)
-    device = device or config.device()
-    model.to(device)
+    device = prepare(model, seed, device)
     engine, private_model, optimizer, criterion, loader = make_private(model, x, y, settings, seed, device)
-    history = []
-    bar = tqdm(range(1, settings.epochs + 1), desc=desc, leave=False, **progress_kwargs(progress))
     with warnings.catch_warnings(), BatchMemoryManager(
-            data_loader=loader, max_physical_batch_size=MAX_PHYSICAL_BATCH, optimizer=optimizer) as batches:
+            data_loader=loader, max_physical_batch_size=MAX_PHYSICAL_BATCH, optimizer=optimizer) as lots:
         # benign: the images do not require gradients, so the first layer's hook sees outputs only
         warnings.filterwarnings("ignore", message="Full backward hook is firing")
-        for epoch in bar:
-            private_model.train()
-            total, count = 0.0, 0
-            for xb, yb in batches:
-                xb, yb = xb.to(device), yb.to(device)
-                optimizer.zero_grad(set_to_none=True)
-                loss = criterion(private_model(xb), yb)
-                loss.backward()
-                optimizer.step()
-                total += float(loss.item()) * len(yb)
-                count += len(yb)
-            row = {"epoch": epoch, "loss": total / max(count, 1)}
-            for name, (xe, ye) in (eval_sets or {}).items():
-                row[f"{name}_accuracy"] = accuracy(model, xe, ye)
-            history.append(row)
-            bar.set_postfix(loss=f"{row['loss']:.3f}")
+        history = run_epochs(private_model, optimizer, lambda epoch: ((xb, yb, None) for xb, yb in lots),
+                             epochs=settings.epochs, device=device,
+                             loss_fn=lambda net, xb, yb: criterion(net(xb), yb),
+                             eval_sets=eval_sets, eval_model=model, progress=progress, desc=desc)
     steps = sum(count for _, _, count in engine.accountant.history)
     eps = float("inf") if settings.noise_multiplier == 0 else float(engine.get_epsilon(settings.delta))
     private_model.to_standard_module()  # removes Opacus' hooks and per-sample attributes

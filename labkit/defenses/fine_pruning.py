@@ -27,28 +27,32 @@ from labkit.pruning import (  # noqa: F401 — the channel-pruning primitives, r
 )
 
 def fine_tune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float,
-              batch_size: int = 32, seed: int = 0, progress: bool = False) -> list[dict]:
+              batch_size: int = 32, seed: int = 0, device: torch.device | None = None,
+              progress: bool = False) -> list[dict]:
     """Fine-tune `model` in place on clean (x, y) with Adam at `lr`; masks stay. Returns the history."""
     if epochs == 0:
         return []
-    return training.train(model, x, y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                          progress=progress, desc="fine-tune")
+    history = training.train(model, x, y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
+                             progress=progress, desc="fine-tune")
+    model.cpu()
+    return history
 
 
 def fine_prune(model: nn.Module, x_clean: torch.Tensor, y_clean: torch.Tensor, percent: float, *,
-               epochs: int, lr: float, batch_size: int = 32, seed: int = 0) -> tuple[nn.Module, torch.Tensor]:
+               epochs: int, lr: float, batch_size: int = 32, seed: int = 0,
+               device: torch.device | None = None) -> tuple[nn.Module, torch.Tensor]:
     """Prune the `percent` most dormant channels (ranked on `x_clean`), fine-tune on (x_clean, y_clean).
 
     Returns (a new fine-pruned model with permanent zeros, the pruned channel indices).
     """
     activations = channel_activations(model, x_clean)
     pruned = pruned_copy(model, activations, percent)
-    fine_tune(pruned, x_clean, y_clean, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
+    fine_tune(pruned, x_clean, y_clean, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=device)
     channels = pruned_channels(pruned)
     return make_permanent(pruned), channels
 
 
-def pruning_curve(model: nn.Module, activations: torch.Tensor, percents, evaluate) -> list[dict]:
+def prune_progressively(model: nn.Module, activations: torch.Tensor, percents, evaluate) -> list[dict]:
     """Prune cumulatively without fine-tuning: for each percent, `evaluate(model) -> dict` plus `percent`."""
     rows = []
     for percent in percents:
@@ -58,7 +62,8 @@ def pruning_curve(model: nn.Module, activations: torch.Tensor, percents, evaluat
 
 def fine_prune_loop(model: nn.Module, x_clean: torch.Tensor, y_clean: torch.Tensor, x_val: torch.Tensor,
                     y_val: torch.Tensor, *, step_percent: float = 5.0, max_drop: float = 0.01, epochs: int,
-                    lr: float, batch_size: int = 32, seed: int = 0, evaluate=None) -> tuple[nn.Module, list[dict]]:
+                    lr: float, batch_size: int = 32, seed: int = 0, evaluate=None,
+                    device: torch.device | None = None) -> tuple[nn.Module, list[dict]]:
     """The report's loop: prune `step_percent` more channels, fine-tune, repeat while validation accuracy
     stays within `max_drop` (a fraction, 0.01 = 1 point) of the unpruned model's.
 
@@ -79,7 +84,8 @@ def fine_prune_loop(model: nn.Module, x_clean: torch.Tensor, y_clean: torch.Tens
         active[pruned_channels(current)] = False
         scores = channel_activations(current, x_clean).masked_fill(~active, float("inf"))
         prune_channels(current, pruning_order(scores)[:step])
-        fine_tune(current, x_clean, y_clean, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed + len(rows))
+        fine_tune(current, x_clean, y_clean, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed + len(rows),
+                  device=device)
         val = training.accuracy(current, x_val, y_val)
         ok = val >= baseline - max_drop
         rows.append({"percent": 100.0 * len(pruned_channels(current)) / channels, "val_accuracy": val,

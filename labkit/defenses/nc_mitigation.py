@@ -161,7 +161,7 @@ def unlearn(model, x: torch.Tensor, y: torch.Tensor, stamp_triggers, *, sample_f
             stamp_fraction: float = 0.2, min_images: int = UNLEARN_MIN_IMAGES,
             epochs: int = UNLEARN_SETTINGS["epochs"], optimizer: str = UNLEARN_SETTINGS["optimizer"],
             lr: float = UNLEARN_SETTINGS["lr"], batch_size: int = UNLEARN_SETTINGS["batch_size"],
-            lr_schedule: str = UNLEARN_SETTINGS["lr_schedule"], seed: int = 0):
+            lr_schedule: str = UNLEARN_SETTINGS["lr_schedule"], seed: int = 0, device: torch.device | None = None):
     """A fine-tuned copy of `model` (the original is untouched): `epochs` (the paper: 1) over
     `unlearning_set(...)` with SGD (momentum 0.9, lr 0.01 falling to 0 along a cosine, batches of 16)
     unless told otherwise. Returns (patched model, training history)."""
@@ -169,5 +169,5 @@ def unlearn(model, x: torch.Tensor, y: torch.Tensor, stamp_triggers, *, sample_f
                                stamp_fraction=stamp_fraction, min_images=min_images, seed=seed)
     patched = copy.deepcopy(model)
     history = train(patched, xs, ys, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-                    lr_schedule=lr_schedule, seed=seed, progress=False)
+                    lr_schedule=lr_schedule, seed=seed, device=device, progress=False)
     return patched.cpu().eval(), history

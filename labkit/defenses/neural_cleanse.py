@@ -113,16 +113,6 @@ def initial_parameters(num_labels: int, image_shape, seed: int) -> tuple[torch.T
     return from_unit(mask), from_unit(pattern)
 
 
-def default_sizes() -> dict:
-    """The profile's optimisation sizes: clean images used, mini-batch, maximum epochs (the reference:
-    1,000 images, batches of 32, up to 1,000 epochs)."""
-    return {
-        "samples": config.pick(ci=64, lab=128, paper=1000),
-        "batch_size": 32,
-        "epochs": config.pick(ci=40, lab=120, paper=1000),
-    }
-
-
 def optimisation_copy(model, device: torch.device):
     """A frozen eval-mode copy of `model` on `device` in channels-last layout; the caller's model is untouched.
 
@@ -196,13 +186,14 @@ def _optimise(model, x: torch.Tensor, labels: list[int], mask_raw: torch.Tensor,
 
 
 def reverse_engineer(model, x_clean: torch.Tensor, num_classes: int, *, labels=None, mode: str = "batched",
-                     epochs: int | None = None, batch_size: int | None = None, lr: float = 0.1, seed: int = 0,
+                     epochs: int = 120, batch_size: int = 32, lr: float = 0.1, seed: int = 0,
                      schedule: Schedule = Schedule(), device: torch.device | None = None,
                      progress: bool = True) -> dict:
     """The smallest trigger that sends every image of `x_clean` (N, C, H, W; 0–1) to each label.
 
     `labels` defaults to all `num_classes`; `mode` is "batched" (all labels in one problem) or
-    "per-label" (the reference's loop). `epochs` / `batch_size` default to `default_sizes()`.
+    "per-label" (the reference's loop). `epochs` is the most epochs per label (the reference: up to
+    1,000, over 1,000 images in batches of 32; experiments take the profile's from their sizes).
     Returns per-label (L = len(labels)) tensors: `masks` (L, H, W) and `patterns` (L, C, H, W) in [0, 1],
     `l1_norms` (L,) = ‖m‖₁ in pixels, `success` (L,) attack success of the kept trigger on `x_clean`,
     `found` (L,) bool (a ≥ 99% mask was found), `epochs_run` (L,), `final_cost` (L,), and `trace`
@@ -215,9 +206,6 @@ def reverse_engineer(model, x_clean: torch.Tensor, num_classes: int, *, labels=N
         raise LabkitError(f"labels must be in [0, {num_classes - 1}], got {labels}")
     if x_clean.ndim != 4 or len(x_clean) == 0:
         raise LabkitError(f"x_clean must be a non-empty (N, C, H, W) batch, got shape {tuple(x_clean.shape)}")
-    sizes = default_sizes()
-    epochs = epochs or sizes["epochs"]
-    batch_size = batch_size or sizes["batch_size"]
     device = device or config.device()
     net = optimisation_copy(model, device)
     mask_raw, pattern_raw = initial_parameters(len(labels), x_clean.shape[1:], seed)

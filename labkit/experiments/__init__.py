@@ -1,12 +1,18 @@
 """The experiment registry: name → pure function of a config → result dict, cached on disk.
 
-Each paper's module in this package registers its experiments with `@register(...)`
-modules are discovered automatically. (Their benchmarks live in `labkit.bench`.)
-`run(name, **config)` validates the config (one-line errors naming the valid range),
-fills defaults, and returns the cached result or computes and caches it.
+Each paper's module in this package registers its experiments with `@register(name, params)`;
+modules are discovered automatically. (Their benchmarks live in `labkit.bench`.) Knobs are
+declared once, as `Param`s; the knobs every poisoning experiment shares (`DATASET`, `TARGET`,
+`SEED`, `POISON_FRACTION`) are declared here, and `target` is checked against the dataset's
+classes for every experiment that has both.
+
+`run(name, profile=None, **knobs)` validates the knobs (one-line errors naming the valid range),
+fills defaults, and calls the experiment with one `Config` — `cfg.seed`, `cfg.profile` (the
+profile's sizes), `cfg.device` — or returns the cached result.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import itertools
@@ -14,7 +20,7 @@ import math
 import numbers
 import pkgutil
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -38,6 +44,10 @@ class Param:
     choices: tuple | None = None
     help: str = ""
     optional: bool = False  # None allowed (e.g. "use the profile's size")
+
+    def but(self, **changes) -> "Param":
+        """This knob with some fields changed, e.g. `SEED.but(help="...")`."""
+        return dataclasses.replace(self, **changes)
 
     def _number(self, value) -> str:
         """`value` as the user should read it: integers as integers, floats compactly."""
@@ -128,44 +138,119 @@ class Param:
         return value
 
 
+class Config(Mapping):
+    """One experiment's validated knobs, read as `cfg.seed` (or `cfg["seed"]`), and the profile it runs
+    in: `cfg.profile` (a `config.Profile`: shared sizes), `cfg.device`, `cfg.sizes(SIZES)` (the paper's
+    own). Immutable; `cfg.but(**changes)` is a validated copy. Iterating gives the knobs (the cache key)."""
+
+    __slots__ = ("experiment", "profile", "_values")
+
+    def __init__(self, experiment: str, values: dict, profile: config.Profile):
+        object.__setattr__(self, "experiment", experiment)
+        object.__setattr__(self, "profile", profile)
+        object.__setattr__(self, "_values", dict(values))
+
+    def __getattr__(self, key: str):
+        try:
+            return self._values[key]
+        except KeyError:
+            raise AttributeError(f"experiment {self.experiment!r} has no knob {key!r}; "
+                                 f"knobs: {', '.join(self._values)}") from None
+
+    def __setattr__(self, key, value):
+        raise AttributeError("a Config is immutable; use cfg.but(key=value)")
+
+    def __getitem__(self, key: str):
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        knobs = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
+        return f"Config({self.experiment!r}, {knobs}, profile={self.profile.name!r})"
+
+    @property
+    def device(self):
+        """The torch device this profile computes on (CUDA only where the profile allows it)."""
+        return config.device(self.profile)
+
+    def sizes(self, table: config.Sizes) -> Mapping[str, Any]:
+        """The paper's own sizes (`table`, declared in its module) for this config's profile."""
+        return table.of(self.profile)
+
+    def but(self, **changes) -> "Config":
+        """A validated copy with some knobs changed (same experiment and profile)."""
+        return get(self.experiment).resolve({**self._values, **changes}, self.profile.name)
+
+
+# Knobs shared by the poisoning experiments: declared once; `.but(default=..., help=...)` adapts one.
+DATASET = Param("digits", str, help="dataset to poison")  # choices filled from labkit.data below
+TARGET = Param(0, int, help="the attacker's target label (one of the dataset's classes; checked by check_target)")
+SEED = Param(0, int, 0, 2**31 - 1, help="seed for poisoning, init and training order")
+POISON_FRACTION = Param(0.1, float, 0, 1, high_open=True, help="fraction of the training set poisoned")
+
+
+def _with_dataset_choices(param: Param) -> Param:
+    from labkit import data
+
+    return param if param.choices is not None else param.but(choices=tuple(data.DATASETS))
+
+
+def check_target(cfg: Mapping) -> None:
+    """`target` must be one of `dataset`'s classes (the count comes from `labkit.data`); applied to every
+    experiment with both knobs."""
+    from labkit import data
+
+    if cfg["dataset"] not in data.DATASETS:
+        return
+    classes = data.DATASETS[cfg["dataset"]].num_classes
+    if not 0 <= cfg["target"] < classes:
+        raise LabkitError(f"target must be an int in [0, {classes - 1}] for {cfg['dataset']}, got {cfg['target']}")
+
+
 @dataclass(frozen=True)
 class Experiment:
     name: str
-    fn: Callable[..., dict]
+    fn: Callable[[Config], dict]
     params: dict[str, Param]
     summary: tuple[str, ...]  # result keys the CLI prints
     doc: str = ""
-    checks: tuple[Callable[[dict], None], ...] = field(default_factory=tuple)
+    checks: tuple[Callable[[Mapping], None], ...] = field(default_factory=tuple)
 
-    def resolve(self, overrides: dict) -> dict:
-        """The full, validated config: defaults overridden by `overrides`."""
+    def resolve(self, overrides: Mapping, profile: str | None = None) -> Config:
+        """The full, validated config in `profile` (None: the environment's): defaults overridden by
+        `overrides`."""
         unknown = sorted(set(overrides) - set(self.params))
         if unknown:
             raise LabkitError(f"unknown key {unknown[0]!r} for experiment {self.name!r}; "
                               f"valid keys: {', '.join(self.params)}")
-        cfg = {key: param.check(key, overrides.get(key, param.default)) for key, param in self.params.items()}
+        values = {key: param.check(key, overrides.get(key, param.default)) for key, param in self.params.items()}
         for check in self.checks:
-            check(cfg)
-        return cfg
-
-
-def check_target(cfg: dict) -> None:
-    """A config check: `target` must be one of `dataset`'s classes (the count comes from `labkit.data`)."""
-    from labkit import data
-
-    classes = data.DATASETS[cfg["dataset"]].num_classes
-    if cfg["target"] >= classes:
-        raise LabkitError(f"target must be an int in [0, {classes - 1}] for {cfg['dataset']}, got {cfg['target']}")
+            check(values)
+        return Config(self.name, values, config.profile(profile))
 
 
 _REGISTRY: dict[str, Experiment] = {}
 
 
 def register(name: str, params: dict[str, Param], summary: tuple[str, ...] = (),
-             checks: tuple[Callable[[dict], None], ...] = ()):
-    """Decorator: register `fn(**config) -> dict` as experiment `name`."""
+             checks: tuple[Callable[[Mapping], None], ...] = ()):
+    """Decorator: register `fn(cfg: Config) -> dict` as experiment `name` with knobs `params`.
+
+    A `dataset` knob without choices gets labkit.data's datasets; experiments with `dataset` and
+    `target` get `check_target`."""
+    params = dict(params)
+    if "dataset" in params:
+        params["dataset"] = _with_dataset_choices(params["dataset"])
+    if "dataset" in params and "target" in params:
+        checks = (check_target, *checks)
+
     def wrap(fn):
-        _REGISTRY[name] = Experiment(name, fn, dict(params), tuple(summary), (fn.__doc__ or "").strip(), tuple(checks))
+        _REGISTRY[name] = Experiment(name, fn, params, tuple(summary), (fn.__doc__ or "").strip(), tuple(checks))
         return fn
     return wrap
 
@@ -194,27 +279,36 @@ def get(name: str) -> Experiment:
     return _REGISTRY[name]
 
 
-def run(name: str, *, use_cache: bool = True, **overrides) -> dict:
-    """The result dict of experiment `name` with `overrides`, from the cache when possible.
+def run(name: str, *, profile: str | None = None, use_cache: bool = True, **overrides) -> dict:
+    """The result dict of experiment `name` with knobs `overrides` in `profile` (None: the environment's
+    choice, `config.profile_name()`), from the cache when possible.
 
-    The result always holds the experiment's summary keys (None where this configuration computes no
-    such value), `config` and `threads` (the torch thread count it was computed with)."""
+    The experiment computes from its `Config` alone: while it runs, reading the profile from the
+    environment raises. The result always holds the experiment's summary keys (None where this
+    configuration computes no such value), `config` (the knobs) and `threads` (the torch thread count)."""
     experiment = get(name)
-    cfg = experiment.resolve(overrides)
+    cfg = experiment.resolve(overrides, profile)
 
     def compute() -> dict:
-        result = experiment.fn(**cfg)
-        return {**{k: None for k in experiment.summary}, **result, "threads": config.threads()}
+        with config.reading_forbidden(name):
+            result = experiment.fn(cfg)
+        return {**{k: None for k in experiment.summary}, **result, "threads": config.threads(cfg.profile)}
 
-    result = cache.memoize(name, cfg, compute, enabled=use_cache, required=experiment.summary,
-                           module=experiment.fn.__module__)
-    return {**result, "config": cfg}
+    result = cache.memoize(name, dict(cfg), compute, profile=cfg.profile, enabled=use_cache,
+                           required=experiment.summary, module=experiment.fn.__module__)
+    return {**result, "config": dict(cfg)}
 
 
-def entry_path(name: str, **overrides):
+def resolve(name: str, profile: str | None = None, **overrides) -> Config:
+    """The validated `Config` that `run(name, profile=profile, **overrides)` computes from."""
+    return get(name).resolve(overrides, profile)
+
+
+def entry_path(name: str, *, profile: str | None = None, **overrides):
     """Where `run(name, **overrides)` keeps its result in the cache (the file need not exist)."""
     experiment = get(name)
-    return cache.entry_path(name, experiment.resolve(overrides), module=experiment.fn.__module__)
+    cfg = experiment.resolve(overrides, profile)
+    return cache.entry_path(name, dict(cfg), cfg.profile.name, module=experiment.fn.__module__)
 
 
 def grid_configs(grid: dict[str, list]) -> list[dict]:
@@ -223,13 +317,15 @@ def grid_configs(grid: dict[str, list]) -> list[dict]:
     return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
 
 
-def sweep(name: str, grid: dict[str, list], *, progress: bool = True, **fixed) -> list[dict]:
+def sweep(name: str, grid: dict[str, list], *, profile: str | None = None, progress: bool = True,
+          **fixed) -> list[dict]:
     """`run` over every combination of `grid` (with `fixed` settings); results in grid order."""
     configs = grid_configs(grid)
     experiment = get(name)
     for cfg in configs:
-        experiment.resolve({**fixed, **cfg})  # every point is checked before the first training
-    return [run(name, **fixed, **cfg) for cfg in tqdm(configs, desc=f"sweep {name}", leave=False, **progress_kwargs(progress))]
+        experiment.resolve({**fixed, **cfg}, profile)  # every point is checked before the first training
+    bar = tqdm(configs, desc=f"sweep {name}", leave=False, **progress_kwargs(progress))
+    return [run(name, profile=profile, **fixed, **cfg) for cfg in bar]
 
 
 def as_array(results: list[dict], key: str, grid: dict[str, list]):

@@ -13,21 +13,19 @@ import torch
 from labkit import config, pairs
 from labkit.defenses import certified as cert
 from labkit.errors import LabkitError
-from labkit.experiments import Param, register
+from labkit.experiments import SEED, Config, Param, register
 
 STORE_POINTS_LIMIT = 1_000_000  # poison points are kept in the result when T·D is at most this
 PERCENTILES = (50.0, 60.0, 70.0, 80.0, 90.0)  # the widget's radius percentiles
 
-
-def epsilons() -> tuple[float, ...]:
-    """The ε grid of notebook 04's bound-vs-ε curves, per profile (the paper goes up to 0.3)."""
-    return config.pick(ci=(0.0, 0.1, 0.3), lab=(0.0, 0.05, 0.1, 0.15, 0.2, 0.3),
-                       paper=(0.0, 0.03, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3))
-
-
-def iteration_grid() -> tuple[int, ...]:
-    """Algorithm 1 iteration counts T for the regret-gap figure, per profile."""
-    return config.pick(ci=(10, 40, 160), lab=(10, 30, 100, 300, 1000), paper=(10, 30, 100, 300, 1000, 3000, 10000))
+# Notebook 04's grids: `epsilons` for the bound-vs-ε curves (the paper goes up to 0.3), `iterations`
+# (Algorithm 1's T) for the regret-gap figure.
+SIZES = config.Sizes(
+    ci=dict(epsilons=(0.0, 0.1, 0.3), iterations=(10, 40, 160)),
+    lab=dict(epsilons=(0.0, 0.05, 0.1, 0.15, 0.2, 0.3), iterations=(10, 30, 100, 300, 1000)),
+    paper=dict(epsilons=(0.0, 0.03, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3),
+               iterations=(10, 30, 100, 300, 1000, 3000, 10000)),
+)
 
 
 def _tensor(array) -> torch.Tensor:
@@ -55,7 +53,7 @@ def set_summary(fset: cert.FeasibleSet) -> dict:
 @functools.lru_cache(maxsize=16)
 def _clean_svm(dataset: str, seed: int, rho: float, profile_name: str) -> np.ndarray:
     """The clean SVM θ (D+1,), shared by every ε / defense of one dataset within a process."""
-    pair = pairs.load(dataset, seed)
+    pair = pairs.load(dataset, seed, profile=profile_name)
     return cert.train_svm(pair.x_train, pair.y_train, rho)
 
 
@@ -77,10 +75,10 @@ def check_dataset(cfg: dict) -> None:
     "iterations": Param(None, int, 1, 100000, optional=True, help="Algorithm 1 steps T (default εn)"),
     "eta": Param(None, float, 0, 1e6, low_open=True, optional=True,
                  help="Algorithm 1 step size η (default √ρ/(G√T))"),
-    "seed": Param(0, int, 0, 2**31 - 1, help="seed of the toy-2d sample (the image pairs are fixed)"),
+    "seed": SEED.but(help="seed of the toy-2d sample (the image pairs are fixed)"),
 }, summary=("upper_bound_exact", "upper_bound_alg1", "attack_train_loss", "attack_test_loss",
             "attack_test_error", "clean_train_loss", "clean_test_error"), checks=(check_dataset,))
-def certified(dataset, epsilon, defense, percentile, centroids, rho, iterations, eta, seed):
+def certified(cfg: Config) -> dict:
     """Upper and lower bounds on the loss an ε-fraction attacker can cause behind a sphere/slab sanitizer.
 
     upper_bound_exact: min_θ U(θ) by one SOCP (oracle centroids; NaN for data-dependent centroids, which
@@ -89,13 +87,15 @@ def certified(dataset, epsilon, defense, percentile, centroids, rho, iterations,
     (1/n)·L(θ̃; D_c ∪ D_p). oracle_upper_bound_exact: the oracle bound at the same ε and defense.
     """
     start = time.perf_counter()
-    pair = pairs.load(dataset, seed)
+    dataset, epsilon, defense, percentile = cfg.dataset, cfg.epsilon, cfg.defense, cfg.percentile
+    eta, iterations = cfg.eta, cfg.iterations
+    pair = pairs.load(dataset, cfg.seed, profile=cfg.profile)
     x, y = pair.x_train, pair.y_train
-    rho = rho or pair.rho
+    rho = cfg.rho or pair.rho
     domain = (pair.domain_centre, pair.domain_radius)
     oracle = cert.feasible_set(x, y, defense, domain, percentile)
 
-    theta_clean = _clean_svm(dataset, seed, float(rho), config.profile_name()).copy()
+    theta_clean = _clean_svm(dataset, cfg.seed, float(rho), cfg.profile.name).copy()
     clean_test_loss, clean_test_error = cert.test_scores(theta_clean, pair.x_test, pair.y_test)
 
     tick = time.perf_counter()
@@ -103,7 +103,7 @@ def certified(dataset, epsilon, defense, percentile, centroids, rho, iterations,
     seconds_exact = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    if centroids == "oracle":
+    if cfg.centroids == "oracle":
         alg = cert.algorithm1(x, y, oracle, epsilon, rho, eta=eta, iterations=iterations)
         final = oracle
     else:
@@ -116,7 +116,7 @@ def certified(dataset, epsilon, defense, percentile, centroids, rho, iterations,
 
     iterations_run = len(alg.poison_y)
     result = {
-        "upper_bound_exact": exact if centroids == "oracle" else float("nan"),
+        "upper_bound_exact": exact if cfg.centroids == "oracle" else float("nan"),
         "oracle_upper_bound_exact": exact,
         "upper_bound_alg1": alg.upper_bound,
         "attack_train_loss": attack.train_loss,

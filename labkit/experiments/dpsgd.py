@@ -16,8 +16,8 @@ from torch import nn
 from labkit import config, data, models, train, triggers
 from labkit.attacks import badnets as badnets_attack
 from labkit.defenses import dpsgd as dp
-from labkit.experiments import Param, check_target, register, run
-from labkit.metrics import attack_success_rate, clean_accuracy
+from labkit.experiments import DATASET, POISON_FRACTION, SEED, TARGET, Config, Param, register, run
+from labkit.metrics import attack_success_classified, attack_success_labelled, clean_accuracy
 from labkit.seed import generator
 
 DP_TRIGGERS = ("four-corner", "x")
@@ -28,20 +28,16 @@ WIDTHS = (8, 16, 32)
 REFERENCE_SEED = 1000  # the clean reference model's seed, apart from the runs' seeds
 
 
-def profile_sizes() -> dict:
-    """This paper's sizes for the active profile (lab: see the issue-5 report for the timing)."""
-    return {
-        "epochs": config.pick(ci=6, lab=30, paper=60),
-        "lot_size": config.pick(ci=128, lab=128, paper=256),
-        "width": config.pick(ci=8, lab=32, paper=32),
-        "sigmas": config.pick(ci=(0.0, 1.0), lab=(0.0, 1 / 3, 2 / 3, 1.0, 2.0),
-                              paper=(0.0, 1 / 3, 2 / 3, 1.0, 1.5, 2.0)),
-        "poison_fractions": config.pick(ci=(0.01, 0.1), lab=(0.01, 0.03),
-                                        paper=(0.001, 0.003, 0.01, 0.03, 0.1)),
-        "x_poison_fractions": config.pick(ci=(0.1,), lab=(0.03,), paper=(0.01, 0.03, 0.1)),
-        "frozen_sigmas": config.pick(ci=(0.0, 1.0), lab=(0.0, 1.0, 2.0), paper=(0.0, 1 / 3, 2 / 3, 1.0, 2.0)),
-        "seeds": config.pick(ci=(0,), lab=(0, 1), paper=(0, 1, 2)),
-    }
+# This paper's sizes (lab: see the issue-5 report for the timing); the grids are Figure 5-1's.
+SIZES = config.Sizes(
+    ci=dict(epochs=6, lot_size=128, width=8, sigmas=(0.0, 1.0), poison_fractions=(0.01, 0.1),
+            x_poison_fractions=(0.1,), frozen_sigmas=(0.0, 1.0), seeds=(0,)),
+    lab=dict(epochs=30, lot_size=128, width=32, sigmas=(0.0, 1 / 3, 2 / 3, 1.0, 2.0), poison_fractions=(0.01, 0.03),
+             x_poison_fractions=(0.03,), frozen_sigmas=(0.0, 1.0, 2.0), seeds=(0, 1)),
+    paper=dict(epochs=60, lot_size=256, width=32, sigmas=(0.0, 1 / 3, 2 / 3, 1.0, 1.5, 2.0),
+               poison_fractions=(0.001, 0.003, 0.01, 0.03, 0.1), x_poison_fractions=(0.01, 0.03, 0.1),
+               frozen_sigmas=(0.0, 1 / 3, 2 / 3, 1.0, 2.0), seeds=(0, 1, 2)),
+)
 
 
 def build_model(ds: data.Dataset, width: int, seed: int) -> tuple[nn.Module, dict]:
@@ -74,15 +70,15 @@ def public_split(n: int, public_fraction: float) -> tuple[torch.Tensor, torch.Te
     return order[:cut].sort().values, order[cut:].sort().values
 
 
-def settings_from(cfg: dict) -> dp.DPSettings:
-    sizes = profile_sizes()
-    return dp.DPSettings(noise_multiplier=cfg["noise_multiplier"], max_grad_norm=cfg["clip"],
-                         lot_size=cfg["lot_size"] or sizes["lot_size"], epochs=cfg["epochs"] or sizes["epochs"],
-                         lr=cfg["lr"], grad_sample_mode=cfg["grad_sample_mode"], accountant=cfg["accountant"])
+def settings_from(cfg: Config) -> dp.DPSettings:
+    sizes = cfg.sizes(SIZES)
+    return dp.DPSettings(noise_multiplier=cfg.noise_multiplier, max_grad_norm=cfg.clip,
+                         lot_size=cfg.lot_size or sizes["lot_size"], epochs=cfg.epochs or sizes["epochs"],
+                         lr=cfg.lr, grad_sample_mode=cfg.grad_sample_mode, accountant=cfg.accountant)
 
 
 DATASET_KEYS = {
-    "dataset": Param("digits", str, choices=tuple(data.DATASETS), help="dataset to poison"),
+    "dataset": DATASET,
     "width": Param(None, int, choices=WIDTHS + (None,), optional=True,
                    help="small-CNN width (conv1 channels; default: the profile's)"),
 }
@@ -92,31 +88,32 @@ DATASET_KEYS = {
     **DATASET_KEYS,
     "public_fraction": Param(0.3, float, 0, 1, low_open=True, high_open=True,
                              help="fraction of the training set that is public (clean) pretraining data"),
-    "seed": Param(0, int, 0, 2**31 - 1, help="seed for the pretrained model's init and order"),
+    "seed": SEED.but(help="seed for the pretrained model's init and order"),
 }, summary=("public_size", "test_accuracy"))
-def pretrain(dataset, width, public_fraction, seed):
+def pretrain(cfg: Config) -> dict:
     """Procedure (b)'s first half: a non-private GroupNorm model on the clean public split."""
-    ds = data.load(dataset)
-    width = width or profile_sizes()["width"]
-    public, _ = public_split(len(ds.y_train), public_fraction)
-    model, model_spec = build_model(ds, width, seed)
-    prof = config.profile()
+    ds = data.load(cfg.dataset, profile=cfg.profile)
+    width = cfg.width or cfg.sizes(SIZES)["width"]
+    public, _ = public_split(len(ds.y_train), cfg.public_fraction)
+    model, model_spec = build_model(ds, width, cfg.seed)
+    prof = cfg.profile
     history = train.train(model, ds.x_train[public], ds.y_train[public], epochs=2 * prof.epochs,
-                          batch_size=prof.batch_size, lr=prof.learning_rate, seed=seed,
+                          batch_size=prof.batch_size, lr=prof.learning_rate, seed=cfg.seed, device=cfg.device,
                           desc="public pretraining", eval_sets={"test": (ds.x_test, ds.y_test)})
     return {"public_size": len(public), "test_accuracy": clean_accuracy(model.cpu(), ds.x_test, ds.y_test),
             "history": history, "model_spec": model_spec, "model_state": model.state_dict()}
 
 
 @register("dpsgd-reference", {**DATASET_KEYS}, summary=("clean_accuracy",))
-def reference(dataset, width):
+def reference(cfg: Config) -> dict:
     """A clean, non-private model (the SGD baseline's settings, seed 1000): its per-example
     test loss ranks the test points from easy to hard (rare) for the chapter-6 analysis."""
-    ds = data.load(dataset)
-    width = width or profile_sizes()["width"]
-    model, _ = build_model(ds, width, REFERENCE_SEED)
-    settings = dp.DPSettings(lot_size=profile_sizes()["lot_size"], epochs=profile_sizes()["epochs"])
-    dp.train_sgd(model, ds.x_train, ds.y_train, settings, seed=REFERENCE_SEED, desc="reference model")
+    ds = data.load(cfg.dataset, profile=cfg.profile)
+    sizes = cfg.sizes(SIZES)
+    model, _ = build_model(ds, cfg.width or sizes["width"], REFERENCE_SEED)
+    settings = dp.DPSettings(lot_size=sizes["lot_size"], epochs=sizes["epochs"])
+    dp.train_sgd(model, ds.x_train, ds.y_train, settings, seed=REFERENCE_SEED, device=cfg.device,
+                 desc="reference model")
     model.cpu()
     return {"clean_accuracy": clean_accuracy(model, ds.x_test, ds.y_test),
             "test_loss": train.per_sample_loss(model, ds.x_test, ds.y_test)}
@@ -132,10 +129,9 @@ def rare_mask(test_loss: torch.Tensor, rare_fraction: float) -> torch.Tensor:
 
 @register("dpsgd", {
     **DATASET_KEYS,
-    "target": Param(0, int, 0, 42, help="the attacker's target label"),
+    "target": TARGET,
     "trigger": Param("four-corner", str, choices=DP_TRIGGERS, help="trigger preset, full amplitude"),
-    "poison_fraction": Param(0.01, float, 0, 1, high_open=True,
-                             help="fraction of the (private) training set poisoned"),
+    "poison_fraction": POISON_FRACTION.but(default=0.01, help="fraction of the (private) training set poisoned"),
     "noise_multiplier": Param(1.0, float, 0, 100, help="DP-SGD noise multiplier sigma (0: clipping only)"),
     "clip": Param(1.0, float, 0, 1e6, low_open=True, help="per-example gradient L2 clipping norm C"),
     "lot_size": Param(None, int, 1, 100000, optional=True, help="expected lot size (default: the profile's)"),
@@ -152,43 +148,44 @@ def rare_mask(test_loss: torch.Tensor, rare_fraction: float) -> torch.Tensor:
     "accountant": Param(dp.DEFAULT_ACCOUNTANT, str, choices=dp.ACCOUNTANTS, help="Opacus' privacy accountant"),
     "rare_fraction": Param(0.2, float, 0, 1, low_open=True, high_open=True,
                            help="share of test points the clean reference model finds hardest ('rare')"),
-    "seed": Param(0, int, 0, 2**31 - 1, help="seed for poisoning, init, lot sampling and noise"),
-}, summary=("attack_success_rate", "clean_accuracy", "epsilon", "delta", "poisoned_count", "rare_accuracy"),
-    checks=(check_target,))
-def dpsgd(dataset, width, target, trigger, poison_fraction, noise_multiplier, clip, lot_size, epochs, lr,
-          procedure, trainable, public_fraction, training, grad_sample_mode, accountant, rare_fraction, seed):
+    "seed": SEED.but(help="seed for poisoning, init, lot sampling and noise"),
+}, summary=("attack_success_rate_classified", "attack_success_rate", "clean_accuracy", "epsilon", "delta",
+            "poisoned_count", "rare_accuracy"))
+def dpsgd(cfg: Config) -> dict:
     """BadNets (four-corner or 'x' trigger) against DP-SGD or the matched SGD baseline."""
     start = time.perf_counter()
-    ds = data.load(dataset)
-    width = width or profile_sizes()["width"]
-    settings = settings_from(dict(noise_multiplier=noise_multiplier, clip=clip, lot_size=lot_size, epochs=epochs,
-                                  lr=lr, grad_sample_mode=grad_sample_mode, accountant=accountant))
-    trig = triggers.make(trigger, ds.image_shape)
+    ds = data.load(cfg.dataset, profile=cfg.profile)
+    width, seed, target = cfg.width or cfg.sizes(SIZES)["width"], cfg.seed, cfg.target
+    settings = settings_from(cfg)
+    trig = triggers.make(cfg.trigger, ds.image_shape)
     x_train, y_train, frozen_state = ds.x_train, ds.y_train, None
-    if procedure == "frozen":
-        _, private = public_split(len(ds.y_train), public_fraction)
+    if cfg.procedure == "frozen":
+        _, private = public_split(len(ds.y_train), cfg.public_fraction)
         x_train, y_train = ds.x_train[private], ds.y_train[private]
-        pre = run("dpsgd-pretrain", dataset=dataset, width=width, public_fraction=public_fraction, seed=seed)
+        pre = run("dpsgd-pretrain", profile=cfg.profile.name, dataset=cfg.dataset, width=width,
+                  public_fraction=cfg.public_fraction, seed=seed)
         model, model_spec = build_model(ds, width, seed)
         model.load_state_dict(pre["model_state"])
-        frozen = dp.freeze_all_but(model, TRAINABLE[trainable])
+        frozen = dp.freeze_all_but(model, TRAINABLE[cfg.trainable])
         frozen_state = {name: model.state_dict()[name].clone() for name in frozen}
     else:
         model, model_spec = build_model(ds, width, seed)
     x_poisoned, y_poisoned, idx = badnets_attack.poison(x_train, y_train, trigger=trig, target=target,
-                                                        fraction=poison_fraction, seed=seed)
-    fit = dp.train_dp if training == "dp-sgd" else dp.train_sgd
-    info = fit(model, x_poisoned, y_poisoned, settings, seed=seed, eval_sets={"test": (ds.x_test, ds.y_test)},
-               desc=f"{training} sigma={noise_multiplier:.2g} poison={poison_fraction:g}")
+                                                        fraction=cfg.poison_fraction, seed=seed)
+    fit = dp.train_dp if cfg.training == "dp-sgd" else dp.train_sgd
+    info = fit(model, x_poisoned, y_poisoned, settings, seed=seed, device=cfg.device,
+               eval_sets={"test": (ds.x_test, ds.y_test)},
+               desc=f"{cfg.training} sigma={cfg.noise_multiplier:.2g} poison={cfg.poison_fraction:g}")
     model.cpu().eval()
     frozen_unchanged = (None if frozen_state is None else
                         all(torch.equal(model.state_dict()[k], v) for k, v in frozen_state.items()))
     pred = train.predict(model, ds.x_test)
-    rare = rare_mask(run("dpsgd-reference", dataset=dataset, width=width)["test_loss"], rare_fraction)
+    reference_loss = run("dpsgd-reference", profile=cfg.profile.name, dataset=cfg.dataset, width=width)["test_loss"]
+    rare = rare_mask(reference_loss, cfg.rare_fraction)
     correct = (pred == ds.y_test).float()
     return {
-        "attack_success_rate": attack_success_rate(model, ds.x_test, ds.y_test, trig, target, "classified"),
-        "attack_success_rate_labelled": attack_success_rate(model, ds.x_test, ds.y_test, trig, target, "labelled"),
+        "attack_success_rate_classified": attack_success_classified(model, ds.x_test, ds.y_test, trig, target),
+        "attack_success_rate": attack_success_labelled(model, ds.x_test, ds.y_test, trig, target),
         "clean_accuracy": float(correct.mean()),
         "rare_accuracy": float(correct[rare].mean()),
         "common_accuracy": float(correct[~rare].mean()),
@@ -209,21 +206,24 @@ def dpsgd(dataset, width, target, trigger, poison_fraction, noise_multiplier, cl
 
 
 def sweep_grid(*, trigger: str = "four-corner", procedure: str = "scratch", sigmas=None, poison_fractions=None,
-               seeds=None, progress: bool = True, **fixed) -> dict:
-    """The Figure 5-1 grid: every σ × poison fraction × seed with DP-SGD, plus the SGD baseline.
+               seeds=None, profile: str | None = None, progress: bool = True, **fixed) -> dict:
+    """The Figure 5-1 grid: every σ × poison fraction × seed with DP-SGD, plus the SGD baseline, in
+    `profile` (None: the active one).
 
-    Returns numpy-ready lists: `asr`, `accuracy`, `rare_accuracy`, `common_accuracy` as
-    [fraction][sigma][seed]; `baseline_*` as [fraction][seed]; `epsilon` per sigma (seed 0).
+    Returns numpy-ready lists: `asr` (the "classified" attack success, as in the thesis' DP chapter),
+    `accuracy`, `rare_accuracy`, `common_accuracy` as [fraction][sigma][seed]; `baseline_*` as
+    [fraction][seed]; `epsilon` per sigma (seed 0).
     """
     from tqdm.auto import tqdm
 
     from labkit.train import progress_kwargs
 
-    sizes = profile_sizes()
+    profile = config.profile(profile).name
+    sizes = SIZES.of(profile)
     sigmas = list(sizes["sigmas"] if sigmas is None else sigmas)
     fractions = list(sizes["poison_fractions"] if poison_fractions is None else poison_fractions)
     seeds = list(sizes["seeds"] if seeds is None else seeds)
-    keys = ("attack_success_rate", "clean_accuracy", "rare_accuracy", "common_accuracy")
+    keys = ("attack_success_rate_classified", "clean_accuracy", "rare_accuracy", "common_accuracy")
     out = {k: [] for k in keys}
     base = {k: [] for k in keys}
     epsilons, counts = [], []
@@ -234,7 +234,7 @@ def sweep_grid(*, trigger: str = "four-corner", procedure: str = "scratch", sigm
         for sigma in sigmas:
             cells = []
             for seed in seeds:
-                cells.append(run("dpsgd", trigger=trigger, procedure=procedure, poison_fraction=fraction,
+                cells.append(run("dpsgd", profile=profile, trigger=trigger, procedure=procedure, poison_fraction=fraction,
                                  noise_multiplier=sigma, seed=seed, **fixed))
                 bar.update()
             for k in keys:
@@ -243,7 +243,7 @@ def sweep_grid(*, trigger: str = "four-corner", procedure: str = "scratch", sigm
                 epsilons.append(cells[0]["epsilon"])
         baseline = []
         for seed in seeds:
-            baseline.append(run("dpsgd", trigger=trigger, procedure=procedure, poison_fraction=fraction,
+            baseline.append(run("dpsgd", profile=profile, trigger=trigger, procedure=procedure, poison_fraction=fraction,
                                 training="sgd", seed=seed, **fixed))
             bar.update()
         for k in keys:
@@ -252,8 +252,8 @@ def sweep_grid(*, trigger: str = "four-corner", procedure: str = "scratch", sigm
         counts.append(baseline[0]["poisoned_count"])
     bar.close()
     return {"sigmas": sigmas, "poison_fractions": fractions, "poisoned_counts": counts, "seeds": seeds,
-            "asr": out["attack_success_rate"], "accuracy": out["clean_accuracy"],
+            "asr": out["attack_success_rate_classified"], "accuracy": out["clean_accuracy"],
             "rare_accuracy": out["rare_accuracy"], "common_accuracy": out["common_accuracy"],
-            "baseline_asr": base["attack_success_rate"], "baseline_accuracy": base["clean_accuracy"],
+            "baseline_asr": base["attack_success_rate_classified"], "baseline_accuracy": base["clean_accuracy"],
             "baseline_rare_accuracy": base["rare_accuracy"], "baseline_common_accuracy": base["common_accuracy"],
             "epsilon": epsilons, "trigger": trigger, "procedure": procedure}

@@ -18,7 +18,7 @@ from labkit.attacks import badnets as badnets_attack
 from labkit.attacks import pruning_aware
 from labkit.defenses import fine_pruning as fp
 from labkit.defenses import strip
-from labkit.experiments import Param, check_target, register, run
+from labkit.experiments import POISON_FRACTION, Config, Param, register, run
 from labkit.experiments.badnets import COMMON
 from labkit.metrics import asr_from_predictions
 from labkit.seed import generator
@@ -27,36 +27,21 @@ ATTACKS = ("badnets", "pruning-aware")
 CURVE_PERCENTS = tuple(range(0, 100, 5))
 
 
-def default_clean_size() -> int:
-    """Clean images the defender owns (ranking, fine-tuning, STRIP's overlays and calibration)."""
-    return config.pick(ci=200, lab=400, paper=1000)
-
-
-def default_finetune_epochs() -> int:
-    return config.pick(ci=10, lab=20, paper=20)
-
-
-def default_strip_n() -> int:
-    """STRIP's perturbed copies per input: the paper's 100, fewer in ci."""
-    return config.pick(ci=20, lab=100, paper=100)
-
-
-def default_eval_size() -> int | None:
-    """Clean test inputs STRIP screens (and as many triggered ones); None = all."""
-    return config.pick(ci=100, lab=300, paper=2000)
-
-
-def prune_grid() -> tuple[float, ...]:
-    """Pruned percentages the notebook sweeps with fine-tuning (and its widget offers)."""
-    return config.pick(ci=(0.0, 50.0, 80.0), lab=(0.0, 20.0, 40.0, 60.0, 80.0, 90.0),
-                       paper=tuple(float(p) for p in range(0, 100, 10)))
-
-
-def finetune_budgets() -> list[dict]:
-    """Fine-tuning budgets compared in the notebook: (clean images, Adam lr) as `fine-pruning` overrides."""
-    return config.pick(ci=[{"clean_size": 100, "finetune_lr": 5e-4}, {"finetune_lr": 3e-3}],
-                       lab=[{"clean_size": 200, "finetune_lr": 5e-4}, {"finetune_lr": 1e-3}, {"finetune_lr": 3e-3}],
-                       paper=[{"clean_size": 200, "finetune_lr": 5e-4}, {"finetune_lr": 1e-3}, {"finetune_lr": 3e-3}])
+# This paper's sizes: `clean_size` clean images the defender owns (ranking, fine-tuning, STRIP's overlays
+# and calibration); `finetune_epochs`; `strip_n` STRIP's perturbed copies per input (the paper's 100);
+# `eval_size` clean test inputs STRIP screens (and as many triggered ones; None = all); `prune_grid` the
+# pruned percentages the notebook sweeps with fine-tuning (and its widget offers); `finetune_budgets` the
+# fine-tuning budgets the notebook compares, as `fine-pruning` overrides (clean images, Adam lr).
+SIZES = config.Sizes(
+    ci=dict(clean_size=200, finetune_epochs=10, strip_n=20, eval_size=100, prune_grid=(0.0, 50.0, 80.0),
+            finetune_budgets=({"clean_size": 100, "finetune_lr": 5e-4}, {"finetune_lr": 3e-3})),
+    lab=dict(clean_size=400, finetune_epochs=20, strip_n=100, eval_size=300,
+             prune_grid=(0.0, 20.0, 40.0, 60.0, 80.0, 90.0),
+             finetune_budgets=({"clean_size": 200, "finetune_lr": 5e-4}, {"finetune_lr": 1e-3}, {"finetune_lr": 3e-3})),
+    paper=dict(clean_size=1000, finetune_epochs=20, strip_n=100, eval_size=2000,
+               prune_grid=tuple(float(p) for p in range(0, 100, 10)),
+               finetune_budgets=({"clean_size": 200, "finetune_lr": 5e-4}, {"finetune_lr": 1e-3}, {"finetune_lr": 3e-3})),
+)
 
 
 FRR_GRID = (0.01, 0.02, 0.05, 0.1, 0.2)  # target FRRs the notebook's widget offers
@@ -64,7 +49,7 @@ FRR_GRID = (0.01, 0.02, 0.05, 0.1, 0.2)  # target FRRs the notebook's widget off
 ATTACK = {
     **COMMON,
     "attack": Param("badnets", str, choices=ATTACKS, help="how the victim was backdoored"),
-    "poison_fraction": Param(0.1, float, 0, 1, low_open=True, high_open=True, help="fraction of the training set poisoned"),
+    "poison_fraction": POISON_FRACTION.but(low_open=True),
     "attacker_prune_percent": Param(60.0, float, 0, 95, help="pruning-aware attack: % of last-conv channels the attacker prunes then restores as decoys"),
 }
 DEFENDER = {
@@ -77,21 +62,23 @@ FINETUNE = {
 }
 
 
-def attacked(cfg: dict):
+def attacked(cfg: Config):
     """(backdoored model, dataset, trigger, poisoned indices) for the attack settings in `cfg`."""
     keys = ("dataset", "poison_fraction", "target", "trigger", "amplitude", "seed")
-    if cfg["attack"] == "badnets":
-        result = run("badnets", **{k: cfg[k] for k in keys})
+    attack = {k: cfg[k] for k in keys}
+    if cfg.attack == "badnets":
+        result = run("badnets", profile=cfg.profile.name, **attack)
     else:
-        result = run("pruning-aware", **{k: cfg[k] for k in keys}, prune_percent=cfg["attacker_prune_percent"])
-    ds = data.load(cfg["dataset"])
-    trig = triggers.make(cfg["trigger"], ds.image_shape, cfg["amplitude"])
+        result = run("pruning-aware", profile=cfg.profile.name, **attack, prune_percent=cfg.attacker_prune_percent)
+    ds = data.load(cfg.dataset, profile=cfg.profile)
+    trig = triggers.make(cfg.trigger, ds.image_shape, cfg.amplitude)
     return models.from_result(result), ds, trig, result["poisoned_indices"]
 
 
-def defender_data(ds: data.Dataset, poisoned: torch.Tensor, size: int | None, seed: int):
-    """`size` random training images the attacker did not touch, with their true labels."""
-    size = size or default_clean_size()
+def defender_data(cfg: Config, ds: data.Dataset, poisoned: torch.Tensor):
+    """`cfg.clean_size` (default: the profile's) random training images the attacker did not touch,
+    with their true labels."""
+    size, seed = cfg.clean_size or cfg.sizes(SIZES)["clean_size"], cfg.seed
     pick = data.untouched_sample(len(ds.y_train), size, seed + 1, exclude=poisoned)
     return ds.x_train[pick], ds.y_train[pick]
 
@@ -109,37 +96,36 @@ def evaluator(ds: data.Dataset, trig, target: int):
 
 @register("pruning-aware", {
     **COMMON,
-    "poison_fraction": Param(0.1, float, 0, 1, low_open=True, high_open=True, help="fraction of the training set poisoned"),
+    "poison_fraction": POISON_FRACTION.but(low_open=True),
     "prune_percent": Param(60.0, float, 0, 95, help="% of last-conv channels pruned in step 2 and restored as decoys"),
-}, summary=("clean_accuracy", "attack_success_rate", "decoy_count"), checks=(check_target,))
-def pruning_aware_attack(dataset, poison_fraction, target, trigger, amplitude, seed, prune_percent):
+}, summary=("clean_accuracy", "attack_success_rate", "decoy_count"))
+def pruning_aware_attack(cfg: Config) -> dict:
     """Liu et al.'s pruning-aware attack: clean model → prune dormant channels → train on poison → restore decoys."""
-    prof = config.profile()
-    clean = run("badnets", dataset=dataset, poison_fraction=0.0, target=target, trigger=trigger,
-                amplitude=amplitude, seed=seed)  # step 1: the cached clean model
-    ds = data.load(dataset)
-    trig = triggers.make(trigger, ds.image_shape, amplitude)
-    x_poisoned, y_poisoned, idx = badnets_attack.poison(ds.x_train, ds.y_train, trigger=trig, target=target,
-                                                        fraction=poison_fraction, seed=seed)
+    prof = cfg.profile
+    clean = run("badnets", profile=prof.name, dataset=cfg.dataset, poison_fraction=0.0, target=cfg.target,
+                trigger=cfg.trigger, amplitude=cfg.amplitude, seed=cfg.seed)  # step 1: the cached clean model
+    ds = data.load(cfg.dataset, profile=prof)
+    trig = triggers.make(cfg.trigger, ds.image_shape, cfg.amplitude)
+    x_poisoned, y_poisoned, idx = badnets_attack.poison(ds.x_train, ds.y_train, trigger=trig, target=cfg.target,
+                                                        fraction=cfg.poison_fraction, seed=cfg.seed)
     clean_model = models.from_result(clean)
     model, decoys, history = pruning_aware.pruning_aware_backdoor(
-        clean_model, ds.x_train, x_poisoned, y_poisoned, prune_percent, epochs=prof.epochs,
-        lr=prof.learning_rate, batch_size=prof.batch_size, seed=seed)
-    return {**evaluator(ds, trig, target)(model), "decoy_count": len(decoys), "decoys": decoys,
+        clean_model, ds.x_train, x_poisoned, y_poisoned, cfg.prune_percent, epochs=prof.epochs,
+        lr=prof.learning_rate, batch_size=prof.batch_size, seed=cfg.seed, device=cfg.device)
+    return {**evaluator(ds, trig, cfg.target)(model), "decoy_count": len(decoys), "decoys": decoys,
             "poisoned_indices": idx, "history": history, "model_spec": clean["model_spec"],
             "model_state": model.state_dict()}
 
 
 @register("pruning-curve", {**ATTACK, **DEFENDER},
-          summary=("percents", "clean_accuracy", "attack_success_rate"), checks=(check_target,))
-def pruning_curve(dataset, attack, poison_fraction, target, trigger, amplitude, seed, attacker_prune_percent,
-                  clean_size):
+          summary=("percents", "clean_accuracy", "attack_success_rate"))
+def pruning_curve(cfg: Config) -> dict:
     """Pruning alone: clean accuracy and attack success after pruning 0, 5, …, 95% of the channels."""
-    cfg = dict(locals())
     model, ds, trig, poisoned = attacked(cfg)
-    x_clean, _ = defender_data(ds, poisoned, clean_size, seed)
+    target = cfg.target
+    x_clean, _ = defender_data(cfg, ds, poisoned)
     activations = fp.channel_activations(model, x_clean)
-    rows = fp.pruning_curve(model, activations, CURVE_PERCENTS, evaluator(ds, trig, target))
+    rows = fp.prune_progressively(model, activations, CURVE_PERCENTS, evaluator(ds, trig, target))
     return {"percents": [r["percent"] for r in rows],
             "clean_accuracy": [r["clean_accuracy"] for r in rows],
             "attack_success_rate": [r["attack_success_rate"] for r in rows],
@@ -152,21 +138,20 @@ def pruning_curve(dataset, attack, poison_fraction, target, trigger, amplitude, 
     "prune_percent": Param(80.0, float, 0, 100, help="% of last-conv channels pruned (most dormant on clean data first)"),
     **FINETUNE,
 }, summary=("clean_accuracy", "attack_success_rate", "pruned_clean_accuracy", "pruned_attack_success_rate",
-            "original_clean_accuracy", "original_attack_success_rate"), checks=(check_target,))
-def fine_pruning(dataset, attack, poison_fraction, target, trigger, amplitude, seed, attacker_prune_percent,
-                 clean_size, prune_percent, finetune, finetune_lr, finetune_epochs):
+            "original_clean_accuracy", "original_attack_success_rate"))
+def fine_pruning(cfg: Config) -> dict:
     """Prune the `prune_percent` most dormant channels, then (finetune=true) fine-tune on clean data."""
-    cfg = dict(locals())
     model, ds, trig, poisoned = attacked(cfg)
-    x_clean, y_clean = defender_data(ds, poisoned, clean_size, seed)
-    evaluate = evaluator(ds, trig, target)
+    x_clean, y_clean = defender_data(cfg, ds, poisoned)
+    evaluate = evaluator(ds, trig, cfg.target)
     activations = fp.channel_activations(model, x_clean)
-    pruned = fp.pruned_copy(model, activations, prune_percent)
+    pruned = fp.pruned_copy(model, activations, cfg.prune_percent)
     after_pruning = evaluate(pruned)
     history = []
-    if finetune:
-        epochs = default_finetune_epochs() if finetune_epochs is None else finetune_epochs
-        history = fp.fine_tune(pruned, x_clean, y_clean, epochs=epochs, lr=finetune_lr, seed=seed)
+    if cfg.finetune:
+        epochs = cfg.sizes(SIZES)["finetune_epochs"] if cfg.finetune_epochs is None else cfg.finetune_epochs
+        history = fp.fine_tune(pruned, x_clean, y_clean, epochs=epochs, lr=cfg.finetune_lr, seed=cfg.seed,
+                               device=cfg.device)
     channels = fp.pruned_channels(pruned)
     fp.make_permanent(pruned)
     final = evaluate(pruned)
@@ -187,30 +172,31 @@ def fine_pruning(dataset, attack, poison_fraction, target, trigger, amplitude, s
     "max_drop": Param(0.01, float, 0, 1, help="stop once validation accuracy falls this much (fraction) below the unpruned model's"),
     "finetune_lr": FINETUNE["finetune_lr"],
     "finetune_epochs": Param(None, int, 1, 1000, optional=True, help="fine-tuning epochs per round (default: a quarter of the profile's)"),
-}, summary=("clean_accuracy", "attack_success_rate", "final_percent", "rounds"), checks=(check_target,))
-def fine_pruning_loop(dataset, attack, poison_fraction, target, trigger, amplitude, seed, attacker_prune_percent,
-                      clean_size, step_percent, max_drop, finetune_lr, finetune_epochs):
+}, summary=("clean_accuracy", "attack_success_rate", "final_percent", "rounds"))
+def fine_pruning_loop(cfg: Config) -> dict:
     """The report's loop: prune 5% more, fine-tune, until validation accuracy drops by `max_drop`.
 
     A quarter of the defender's clean images is kept aside as the validation set that decides when to stop.
     """
-    cfg = dict(locals())
     model, ds, trig, poisoned = attacked(cfg)
-    x_clean, y_clean = defender_data(ds, poisoned, clean_size, seed)
+    x_clean, y_clean = defender_data(cfg, ds, poisoned)
     split = len(y_clean) * 3 // 4
-    epochs = finetune_epochs or max(1, default_finetune_epochs() // 4)
+    epochs = cfg.finetune_epochs or max(1, cfg.sizes(SIZES)["finetune_epochs"] // 4)
+    evaluate = evaluator(ds, trig, cfg.target)
     final_model, rows = fp.fine_prune_loop(model, x_clean[:split], y_clean[:split], x_clean[split:], y_clean[split:],
-                                           step_percent=step_percent, max_drop=max_drop, epochs=epochs,
-                                           lr=finetune_lr, seed=seed, evaluate=evaluator(ds, trig, target))
+                                           step_percent=cfg.step_percent, max_drop=cfg.max_drop, epochs=epochs,
+                                           lr=cfg.finetune_lr, seed=cfg.seed, evaluate=evaluate, device=cfg.device)
     accepted = [r for r in rows if r["accepted"]]
-    return {**evaluator(ds, trig, target)(final_model), "final_percent": accepted[-1]["percent"],
+    return {**evaluate(final_model), "final_percent": accepted[-1]["percent"],
             "rounds": rows, "epochs_per_round": epochs}
 
 
-def strip_inputs(ds: data.Dataset, trig, target: int, eval_size: int | None, seed: int):
-    """(clean test inputs, their labels, triggered test inputs not labelled `target`, their true labels)."""
-    order = torch.randperm(len(ds.y_test), generator=generator(seed + 2))
-    size = eval_size if eval_size is not None else default_eval_size()
+def strip_inputs(cfg: Config, ds: data.Dataset, trig):
+    """(clean test inputs, their labels, triggered test inputs not labelled `target`, their true labels):
+    `cfg.eval_size` of each (default: the profile's)."""
+    target = cfg.target
+    order = torch.randperm(len(ds.y_test), generator=generator(cfg.seed + 2))
+    size = cfg.eval_size if cfg.eval_size is not None else cfg.sizes(SIZES)["eval_size"]
     pick = order[:size] if size is not None else order
     x, y = ds.x_test[pick], ds.y_test[pick]
     eligible = y != target
@@ -224,16 +210,15 @@ STRIP_INPUTS = {
 
 
 @register("strip-entropies", {**ATTACK, **DEFENDER, **STRIP_INPUTS},
-          summary=("n_copies", "benign_mean_entropy", "trojan_mean_entropy"), checks=(check_target,))
-def strip_entropies(dataset, attack, poison_fraction, target, trigger, amplitude, seed, attacker_prune_percent,
-                    clean_size, n, eval_size):
+          summary=("n_copies", "benign_mean_entropy", "trojan_mean_entropy"))
+def strip_entropies(cfg: Config) -> dict:
     """STRIP entropies on the backdoored model: of the defender's clean images (calibration), of clean test
     inputs and of triggered test inputs. Cached apart from the threshold, which is cheap."""
-    cfg = dict(locals())
     model, ds, trig, poisoned = attacked(cfg)
-    x_holdout, _ = defender_data(ds, poisoned, clean_size, seed)
-    copies = n or default_strip_n()
-    x_clean, y_clean, x_trojan, y_trojan = strip_inputs(ds, trig, target, eval_size, seed)
+    seed = cfg.seed
+    x_holdout, _ = defender_data(cfg, ds, poisoned)
+    copies = cfg.n or cfg.sizes(SIZES)["strip_n"]
+    x_clean, y_clean, x_trojan, y_trojan = strip_inputs(cfg, ds, trig)
     benign = strip.entropy_scores(model, x_clean, x_holdout, copies, seed=seed + 1)
     trojan = strip.entropy_scores(model, x_trojan, x_holdout, copies, seed=seed + 2)
     return {"n_copies": copies, "benign_mean_entropy": float(benign.mean()), "trojan_mean_entropy": float(trojan.mean()),
@@ -246,15 +231,13 @@ def strip_entropies(dataset, attack, poison_fraction, target, trigger, amplitude
     "frr": Param(0.05, float, 0, 1, low_open=True, high_open=True, help="target false rejection rate (fraction)"),
     "method": Param("normal", str, choices=strip.METHODS, help="threshold from a normal fit (the paper) or the empirical quantile"),
     **STRIP_INPUTS,
-}, summary=("frr", "far", "threshold", "target_frr", "benign_mean_entropy", "trojan_mean_entropy"),
-    checks=(check_target,))
-def strip_experiment(dataset, attack, poison_fraction, target, trigger, amplitude, seed, attacker_prune_percent,
-                     clean_size, frr, method, n, eval_size):
+}, summary=("frr", "far", "threshold", "target_frr", "benign_mean_entropy", "trojan_mean_entropy"))
+def strip_experiment(cfg: Config) -> dict:
     """STRIP on the backdoored model: calibrate the threshold on the defender's clean images at the target
     FRR, then measure FRR on clean test inputs and FAR on triggered ones."""
-    cfg = dict(locals())
-    scores = run("strip-entropies", **{k: cfg[k] for k in cfg if k not in ("frr", "method")})
-    threshold = strip.threshold_at_frr(scores["calibration_entropies"], frr, method)
+    frr = cfg.frr
+    scores = run("strip-entropies", profile=cfg.profile.name, **{k: cfg[k] for k in cfg if k not in ("frr", "method")})
+    threshold = strip.threshold_at_frr(scores["calibration_entropies"], frr, cfg.method)
     measured_frr, far = strip.detection_rates(scores["benign_entropies"], scores["trojan_entropies"], threshold)
     return {**{k: v for k, v in scores.items() if k != "config"},
             "frr": measured_frr, "far": far, "threshold": threshold, "target_frr": frr}
@@ -268,23 +251,20 @@ def strip_experiment(dataset, attack, poison_fraction, target, trigger, amplitud
     "n": Param(None, int, 1, 100000, optional=True, help="STRIP copies per input (default: the profile's)"),
     "method": Param("normal", str, choices=strip.METHODS, help="STRIP threshold method"),
     "eval_size": Param(None, int, 10, 100000, optional=True, help="clean test inputs in the stream (default: the profile's)"),
-}, summary=("clean_correct", "clean_rejected", "trojan_rejected", "trojan_to_target", "trojan_correct"),
-    checks=(check_target,))
-def defense_pipeline(dataset, attack, poison_fraction, target, trigger, amplitude, seed, attacker_prune_percent,
-                     clean_size, prune_percent, finetune, finetune_lr, finetune_epochs, frr, n, method, eval_size):
+}, summary=("clean_correct", "clean_rejected", "trojan_rejected", "trojan_to_target", "trojan_correct"))
+def defense_pipeline(cfg: Config) -> dict:
     """The report's combination on a mixed stream of clean and triggered test inputs: the fine-pruned model
     answers; STRIP (on the received, backdoored model) rejects low-entropy inputs as an extra class."""
-    cfg = dict(locals())
-    attack_keys = ("dataset", "attack", "poison_fraction", "target", "trigger", "amplitude", "seed",
-                   "attacker_prune_percent", "clean_size")
-    shared = {k: cfg[k] for k in attack_keys}
-    repaired = run("fine-pruning", **shared, prune_percent=prune_percent, finetune=finetune,
-                   finetune_lr=finetune_lr, finetune_epochs=finetune_epochs)
-    screened = run("strip", **shared, frr=frr, n=n, method=method, eval_size=eval_size)
+    shared = {k: cfg[k] for k in ATTACK | DEFENDER}
+    repaired = run("fine-pruning", profile=cfg.profile.name, **shared, prune_percent=cfg.prune_percent,
+                   finetune=cfg.finetune, finetune_lr=cfg.finetune_lr, finetune_epochs=cfg.finetune_epochs)
+    screened = run("strip", profile=cfg.profile.name, **shared, frr=cfg.frr, n=cfg.n, method=cfg.method,
+                   eval_size=cfg.eval_size)
     model = models.from_result(repaired)
-    ds = data.load(dataset)
-    trig = triggers.make(trigger, ds.image_shape, amplitude)
-    x_clean, y_clean, x_trojan, y_trojan = strip_inputs(ds, trig, target, eval_size, seed)
+    target = cfg.target
+    ds = data.load(cfg.dataset, profile=cfg.profile)
+    trig = triggers.make(cfg.trigger, ds.image_shape, cfg.amplitude)
+    x_clean, y_clean, x_trojan, y_trojan = strip_inputs(cfg, ds, trig)
     stream = torch.cat([x_clean, x_trojan])
     entropies = torch.cat([screened["benign_entropies"], screened["trojan_entropies"]])
     answers = strip.guarded_predictions(train.predict(model, stream), entropies, screened["threshold"], ds.num_classes)

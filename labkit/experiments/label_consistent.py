@@ -19,9 +19,9 @@ from labkit.attacks import label_consistent as lc
 from labkit.attacks import latent
 from labkit.defenses import filtering
 from labkit.errors import LabkitError
-from labkit.experiments import Param, check_target, register
+from labkit.experiments import DATASET, SEED, TARGET, Config, Param, register
 from labkit.experiments.badnets import trusted_label_scores
-from labkit.metrics import attack_success_rate, clean_accuracy
+from labkit.metrics import attack_success_classified, attack_success_labelled, clean_accuracy
 
 METHODS = ("none", "pgd-l2", "pgd-linf", "latent", "pixel", "noise")
 SURROGATES = ("standard", "adversarial", "black-box")
@@ -35,22 +35,19 @@ AMPLITUDES = (16.0, 32.0, 64.0, 255.0)
 SETTING = {"method": "pgd-l2", "epsilon": 1200.0, "surrogate": "adversarial", "poison_fraction": 0.5, "amplitude": 255.0}
 
 
-def sizes() -> dict:
-    """This paper's own sizes for the active profile (surrogate, PGD, VAE, victim)."""
-    return {
-        "victim_epochs": config.pick(ci=4, lab=config.profile().epochs, paper=config.profile().epochs),
-        "surrogate_epochs": config.pick(ci=4, lab=10, paper=30),
-        "adv_train_steps": config.pick(ci=2, lab=3, paper=7),
-        "pgd_steps": config.pick(ci=10, lab=20, paper=100),
-        "vae_epochs": config.pick(ci=40, lab=100, paper=200),
-        "embed_steps": config.pick(ci=100, lab=300, paper=1000),
-        # widget / sweep grid
-        "grid_epsilons": config.pick(ci=(300.0, 1200.0), lab=(300.0, 600.0, 1200.0), paper=(300.0, 600.0, 1200.0)),
-        "grid_amplitudes": config.pick(ci=(32.0, 255.0), lab=(16.0, 32.0, 64.0, 255.0), paper=(16.0, 32.0, 64.0, 255.0)),
-        "grid_fractions": config.pick(ci=(0.5, 1.0), lab=(0.25, 0.5, 1.0), paper=(0.06, 0.25, 0.5, 1.0)),
-        # the notebook's amplitude section (the widget offers the whole grid)
-        "section_amplitudes": config.pick(ci=(32.0, 255.0), lab=(32.0, 64.0, 255.0), paper=(16.0, 32.0, 64.0, 255.0)),
-    }
+# This paper's own sizes (surrogate, PGD, VAE, victim; victim_epochs None: the profile's epochs), the widget's
+# sweep grid (`grid_*`) and the amplitudes of the notebook's amplitude section (the widget offers the whole grid).
+SIZES = config.Sizes(
+    ci=dict(victim_epochs=4, surrogate_epochs=4, adv_train_steps=2, pgd_steps=10, vae_epochs=40, embed_steps=100,
+            grid_epsilons=(300.0, 1200.0), grid_amplitudes=(32.0, 255.0), grid_fractions=(0.5, 1.0),
+            section_amplitudes=(32.0, 255.0)),
+    lab=dict(victim_epochs=None, surrogate_epochs=10, adv_train_steps=3, pgd_steps=20, vae_epochs=100,
+             embed_steps=300, grid_epsilons=(300.0, 600.0, 1200.0), grid_amplitudes=(16.0, 32.0, 64.0, 255.0),
+             grid_fractions=(0.25, 0.5, 1.0), section_amplitudes=(32.0, 64.0, 255.0)),
+    paper=dict(victim_epochs=None, surrogate_epochs=30, adv_train_steps=7, pgd_steps=100, vae_epochs=200,
+               embed_steps=1000, grid_epsilons=(300.0, 600.0, 1200.0), grid_amplitudes=(16.0, 32.0, 64.0, 255.0),
+               grid_fractions=(0.06, 0.25, 0.5, 1.0), section_amplitudes=(16.0, 32.0, 64.0, 255.0)),
+)
 
 
 def _norm(method: str) -> str:
@@ -59,8 +56,9 @@ def _norm(method: str) -> str:
 
 # ---------------------------------------------------------------- cached surrogates and VAE
 
-def surrogate(dataset: str, kind: str, norm: str, seed: int):
-    """(frozen surrogate model, indices it was trained on) — cached by (dataset, kind, norm, seed, sizes).
+def surrogate(dataset: str, kind: str, norm: str, seed: int, profile: str | config.Profile | None = None):
+    """(frozen surrogate model, indices it was trained on, its test accuracy) in `profile` (None: the active
+    one) — cached by (dataset, kind, norm, seed, sizes).
 
     standard: SmallCNN on the whole clean training set (seed + 1, independent of the victim);
     adversarial: the same, PGD-adversarially trained at the thesis' smallest ε of `norm`;
@@ -68,29 +66,31 @@ def surrogate(dataset: str, kind: str, norm: str, seed: int):
     """
     if kind not in SURROGATES:
         raise LabkitError(f"unknown surrogate {kind!r}; choose one of {', '.join(SURROGATES)}")
-    s = sizes()
+    prof = config.profile(profile)
+    s = SIZES.of(prof)
     cfg = {"dataset": dataset, "kind": kind, "norm": norm if kind != "standard" else "-", "seed": seed,
            "epochs": s["surrogate_epochs"], "steps": s["adv_train_steps"]}
 
     def compute() -> dict:
-        ds = data.load(dataset)
+        ds = data.load(dataset, profile=prof)
         idx = (lc.disjoint_split(len(ds.y_train), seed)[0] if kind == "black-box"
                else torch.arange(len(ds.y_train)))
         x, y = ds.x_train[idx], ds.y_train[idx]
         model = _surrogate_model(kind, ds, seed)
         if kind == "standard":
-            prof = config.profile()
             train.train(model, x, y, epochs=s["surrogate_epochs"], batch_size=prof.batch_size,
                         lr=prof.learning_rate, seed=seed + 1, device=torch.device("cpu"), progress=False)
         else:
             radius = lc.scale_epsilon(EPSILONS[norm][0], norm, ds.image_shape)
             lc.adversarial_train(model, x, y, norm=norm, epsilon=radius, epochs=s["surrogate_epochs"],
-                                 steps=s["adv_train_steps"], lr=config.profile().learning_rate, seed=seed + 1)
+                                 steps=s["adv_train_steps"], lr=prof.learning_rate, seed=seed + 1,
+                                 device=config.device(prof))
+            model.cpu()
         return {"state": model.state_dict(), "indices": idx,
                 "test_accuracy": train.accuracy(model, ds.x_test, ds.y_test)}
 
-    result = cache.memoize("lc-surrogate", cfg, compute, module=__name__)
-    ds = data.load(dataset)
+    result = cache.memoize("lc-surrogate", cfg, compute, profile=prof, module=__name__)
+    ds = data.load(dataset, profile=prof)
     model = _surrogate_model(kind, ds, seed)
     model.load_state_dict(result["state"])
     return model.eval(), result["indices"], float(result["test_accuracy"])
@@ -104,18 +104,20 @@ def _surrogate_model(kind: str, ds: data.Dataset, seed: int):
     return models.build(models.default_arch(ds.name), ds.image_shape, ds.num_classes, seed=seed + 1)
 
 
-def generative_model(dataset: str, seed: int) -> latent.VAE:
-    """The VAE trained on every training image (all classes), cached by (dataset, seed, sizes)."""
-    s = sizes()
-    cfg = {"dataset": dataset, "seed": seed, "epochs": s["vae_epochs"]}
+def generative_model(dataset: str, seed: int, profile: str | config.Profile | None = None) -> latent.VAE:
+    """The VAE trained on every training image (all classes) in `profile` (None: the active one), cached by
+    (dataset, seed, sizes)."""
+    prof = config.profile(profile)
+    epochs = SIZES.of(prof)["vae_epochs"]
+    cfg = {"dataset": dataset, "seed": seed, "epochs": epochs}
 
     def compute() -> dict:
-        ds = data.load(dataset)
-        model, history = latent.train_vae(ds.x_train, epochs=s["vae_epochs"], seed=seed)
+        ds = data.load(dataset, profile=prof)
+        model, history = latent.train_vae(ds.x_train, epochs=epochs, seed=seed, device=config.device(prof))
         return {"state": model.state_dict(), "history": history}
 
-    result = cache.memoize("lc-vae", cfg, compute, module=__name__)
-    model = latent.VAE(data.load(dataset).image_shape)
+    result = cache.memoize("lc-vae", cfg, compute, profile=prof, module=__name__)
+    model = latent.VAE(data.load(dataset, profile=prof).image_shape)
     model.load_state_dict(result["state"])
     return model.eval()
 
@@ -123,14 +125,15 @@ def generative_model(dataset: str, seed: int) -> latent.VAE:
 # ---------------------------------------------------------------- poisoning
 
 def perturbation(ds: data.Dataset, method: str, *, epsilon: float, tau: float, sigma: float, surrogate_kind: str,
-                 seed: int):
+                 seed: int, profile: config.Profile):
     """(perturb(x_chosen, idx) → hard images, allowed indices or None, info dict) for `method`."""
     info: dict = {}
+    sizes = SIZES.of(profile)
     if method == "none":
         return None, None, info
     if method in ("pgd-l2", "pgd-linf"):
         norm = _norm(method)
-        model, used, acc = surrogate(ds.name, surrogate_kind, norm, seed)
+        model, used, acc = surrogate(ds.name, surrogate_kind, norm, seed, profile)
         radius = lc.scale_epsilon(epsilon, norm, ds.image_shape)
         info.update(surrogate_test_accuracy=acc, radius=radius)
         allowed = None
@@ -138,7 +141,7 @@ def perturbation(ds: data.Dataset, method: str, *, epsilon: float, tau: float, s
             mask = torch.ones(len(ds.y_train), dtype=torch.bool)
             mask[used] = False
             allowed = torch.nonzero(mask).flatten()
-        steps = sizes()["pgd_steps"]
+        steps = sizes["pgd_steps"]
 
         def perturb(x, idx):
             adv = lc.pgd(model, x, ds.y_train[idx], norm=norm, epsilon=radius, steps=steps)
@@ -146,11 +149,11 @@ def perturbation(ds: data.Dataset, method: str, *, epsilon: float, tau: float, s
             return adv
         return perturb, allowed, info
     if method == "latent":
-        vae = generative_model(ds.name, seed)
+        vae = generative_model(ds.name, seed, profile)
 
         def perturb(x, idx):
             partners = lc.other_class_partners(ds.y_train, idx, seed)
-            return latent.interpolate(vae, x, ds.x_train[partners], tau, steps=sizes()["embed_steps"])
+            return latent.interpolate(vae, x, ds.x_train[partners], tau, steps=sizes["embed_steps"])
         return perturb, None, info
     if method == "pixel":
         return (lambda x, idx: lc.pixel_interpolation(x, ds.x_train[lc.other_class_partners(ds.y_train, idx, seed)],
@@ -160,19 +163,18 @@ def perturbation(ds: data.Dataset, method: str, *, epsilon: float, tau: float, s
     raise LabkitError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
 
 
-def poisoned_set(ds: data.Dataset, *, method, epsilon, tau, sigma, amplitude, trigger, poison_fraction, target,
-                 surrogate, seed):
-    """(x_poisoned, y, poisoned indices, hard images without trigger, trigger, info)."""
-    trig = triggers.make(trigger, ds.image_shape, amplitude)
-    perturb, allowed, info = perturbation(ds, method, epsilon=epsilon, tau=tau, sigma=sigma,
-                                          surrogate_kind=surrogate, seed=seed)
+def poisoned_set(ds: data.Dataset, cfg: Config):
+    """(x_poisoned, y, poisoned indices, hard images without trigger, trigger, info) for `cfg`'s attack."""
+    trig = triggers.make(cfg.trigger, ds.image_shape, cfg.amplitude)
+    perturb, allowed, info = perturbation(ds, cfg.method, epsilon=cfg.epsilon, tau=cfg.tau, sigma=cfg.sigma,
+                                          surrogate_kind=cfg.surrogate, seed=cfg.seed, profile=cfg.profile)
     kept = {}
 
     def keep(x, idx):
         kept["hard"] = x if perturb is None else perturb(x, idx)
         return kept["hard"]
-    x_p, y_p, idx = lc.poison(ds.x_train, ds.y_train, trigger=trig, target=target, fraction=poison_fraction,
-                              seed=seed, perturb=keep, allowed=allowed)
+    x_p, y_p, idx = lc.poison(ds.x_train, ds.y_train, trigger=trig, target=cfg.target, fraction=cfg.poison_fraction,
+                              seed=cfg.seed, perturb=keep, allowed=allowed)
     hard = kept.get("hard", ds.x_train[idx]).clamp(0, 1)
     return x_p, y_p, idx, hard, trig, info
 
@@ -184,7 +186,7 @@ def _quartiles(values: torch.Tensor) -> list[float]:
 
 
 COMMON = {
-    "dataset": Param("digits", str, choices=tuple(data.DATASETS), help="dataset to poison"),
+    "dataset": DATASET,
     "method": Param("pgd-l2", str, choices=METHODS, help="how target images are made hard before the trigger"),
     "epsilon": Param(SETTING["epsilon"], float, 0, 5000,
                      help="PGD radius in thesis units (0–255 scale, 32x32x3; ℓ∞ at most 255)"),
@@ -193,14 +195,13 @@ COMMON = {
     "amplitude": Param(255.0, float, 0, 255, low_open=True, help="trigger amplitude, 0–255 pixel scale"),
     "trigger": Param("badnets", str, choices=TRIGGERS, help="one-corner (badnets) or four-corner trigger"),
     "poison_fraction": Param(SETTING["poison_fraction"], float, 0, 1, help="fraction of the TARGET class poisoned"),
-    "target": Param(0, int, 0, 42, help="the attacker's target label"),
+    "target": TARGET,
     "surrogate": Param("adversarial", str, choices=SURROGATES, help="model PGD attacks (never the victim)"),
-    "seed": Param(0, int, 0, 2**31 - 1, help="seed for poisoning, surrogate, init and training order"),
+    "seed": SEED.but(help="seed for poisoning, surrogate, init and training order"),
 }
 
 
-def check_config(cfg: dict) -> None:
-    check_target(cfg)
+def check_config(cfg) -> None:
     if cfg["method"] == "pgd-linf" and cfg["epsilon"] > 255:
         raise LabkitError(f"epsilon must be a float in [0, 255] for pgd-linf (0–255 pixel scale), got {cfg['epsilon']:g}")
 
@@ -210,14 +211,12 @@ def check_config(cfg: dict) -> None:
     "augment": Param(False, bool, help="random crop + horizontal flip while training the victim"),
     "epochs": Param(None, int, 1, 1000, optional=True, help="victim epochs (default: this paper's profile size)"),
 }, summary=("attack_success_rate", "clean_accuracy", "poisoned_count"), checks=(check_config,))
-def label_consistent(dataset, method, epsilon, tau, sigma, amplitude, trigger, poison_fraction, target, surrogate,
-                     seed, augment, epochs):
+def label_consistent(cfg: Config) -> dict:
     """Poison a fraction of the target class (labels kept), train a victim, measure the backdoor."""
     start = time.perf_counter()
-    ds = data.load(dataset)
-    x_p, y_p, idx, hard, trig, info = poisoned_set(
-        ds, method=method, epsilon=epsilon, tau=tau, sigma=sigma, amplitude=amplitude, trigger=trigger,
-        poison_fraction=poison_fraction, target=target, surrogate=surrogate, seed=seed)
+    ds = data.load(cfg.dataset, profile=cfg.profile)
+    target, seed = cfg.target, cfg.seed
+    x_p, y_p, idx, hard, trig, info = poisoned_set(ds, cfg)
     clean_mask = torch.ones(len(y_p), dtype=torch.bool)
     clean_mask[idx] = False
     test_other = ds.y_test != target
@@ -233,18 +232,19 @@ def label_consistent(dataset, method, epsilon, tau, sigma, amplitude, trigger, p
         row["attack_success_rate"] = float((pred == target).float().mean())
         return row
 
-    prof = config.profile()
+    prof = cfg.profile
     arch = models.default_arch(ds.name)
     model = models.build(arch, ds.image_shape, ds.num_classes, seed=seed)
-    history = train.train(model, x_p, y_p, epochs=epochs or sizes()["victim_epochs"], batch_size=prof.batch_size,
-                          lr=prof.learning_rate, augment=augment, seed=seed, eval_sets={"test": (ds.x_test, ds.y_test)},
-                          track=track, desc=f"label-consistent {method}")
+    epochs = cfg.epochs or cfg.sizes(SIZES)["victim_epochs"] or prof.epochs
+    history = train.train(model, x_p, y_p, epochs=epochs, batch_size=prof.batch_size, lr=prof.learning_rate,
+                          augment=cfg.augment, seed=seed, device=cfg.device,
+                          eval_sets={"test": (ds.x_test, ds.y_test)}, track=track, desc=f"label-consistent {cfg.method}")
     model = model.cpu()
     delta = (hard - ds.x_train[idx]).flatten(1)
     show = min(8, len(idx))
     return {
-        "attack_success_rate": attack_success_rate(model, ds.x_test, ds.y_test, trig, target, "labelled"),
-        "attack_success_rate_classified": attack_success_rate(model, ds.x_test, ds.y_test, trig, target, "classified"),
+        "attack_success_rate": attack_success_labelled(model, ds.x_test, ds.y_test, trig, target),
+        "attack_success_rate_classified": attack_success_classified(model, ds.x_test, ds.y_test, trig, target),
         "clean_accuracy": clean_accuracy(model, ds.x_test, ds.y_test),
         "poisoned_count": len(idx),
         "target_class_size": int((ds.y_train == target).sum()),
@@ -266,21 +266,19 @@ def label_consistent(dataset, method, epsilon, tau, sigma, amplitude, trigger, p
     **COMMON,
     "trusted_size": Param(None, int, 10, 100000, optional=True, help="trusted clean images (default: the profile's)"),
 }, summary=("poisoned_count", "ks", "found_badnets", "found_label_consistent"), checks=(check_config,))
-def detection(dataset, method, epsilon, tau, sigma, amplitude, trigger, poison_fraction, target, surrogate, seed,
-              trusted_size):
+def detection(cfg: Config) -> dict:
     """The simple detection scheme (thesis 3.1, 7.3) on BadNets vs a label-consistent attack, same poison count."""
-    ds = data.load(dataset)
-    x_lc, y_lc, idx_lc, _, trig, _ = poisoned_set(
-        ds, method=method, epsilon=epsilon, tau=tau, sigma=sigma, amplitude=amplitude, trigger=trigger,
-        poison_fraction=poison_fraction, target=target, surrogate=surrogate, seed=seed)
+    ds = data.load(cfg.dataset, profile=cfg.profile)
+    seed = cfg.seed
+    x_lc, y_lc, idx_lc, _, trig, _ = poisoned_set(ds, cfg)
     n = len(ds.y_train)
-    x_bn, y_bn, idx_bn = badnets_attack.poison(ds.x_train, ds.y_train, trigger=trig, target=target,
+    x_bn, y_bn, idx_bn = badnets_attack.poison(ds.x_train, ds.y_train, trigger=trig, target=cfg.target,
                                                  fraction=len(idx_lc) / n, seed=seed)
-    trusted = trusted_size or config.profile().trusted_size
+    trusted = cfg.trusted_size or cfg.profile.trusted_size
     ks = sorted({k for k in (5, 10, 20, 50, 100, 200, 500, 1000) if k <= n} | {n})
     out = {"poisoned_count": len(idx_lc), "ks": ks, "expected_at_random": [k * len(idx_lc) / n for k in ks]}
     for name, x_p, y_p, idx in (("badnets", x_bn, y_bn, idx_bn), ("label_consistent", x_lc, y_lc, idx_lc)):
-        scores = trusted_label_scores(ds, x_p, y_p, idx, trusted, seed)
+        scores = trusted_label_scores(ds, x_p, y_p, idx, trusted, seed, cfg.profile)
         order = torch.argsort(scores, stable=True)[:20]
         out[f"found_{name}"] = filtering.poisoned_among_lowest(scores, idx, ks)
         out[f"scores_{name}"] = scores
@@ -295,29 +293,31 @@ def detection(dataset, method, epsilon, tau, sigma, amplitude, trigger, poison_f
 
 
 def gallery(dataset: str = "digits", target: int = 0, seed: int = 0, count: int = 4,
-            surrogate_kind: str = "standard") -> dict:
+            surrogate_kind: str = "standard", profile: str | None = None) -> dict:
     """Original vs poisoned versions of `count` target images at each ε / τ / amplitude (cached).
 
     Returns {"original": (count, C, H, W), "<setting>": images, ...} on the 0–1 scale; hard
     images carry no trigger except the "+ trigger …" rows (the headline ℓ2 perturbation plus the trigger).
     """
     cfg = {"dataset": dataset, "target": target, "seed": seed, "count": count, "surrogate": surrogate_kind}
+    prof = config.profile(profile)
+    sizes = SIZES.of(prof)
 
     def compute() -> dict:
-        ds = data.load(dataset)
+        ds = data.load(dataset, profile=prof)
         idx = lc.choose_target_images(ds.y_train, target, 1.0, seed)[:count]
         x = ds.x_train[idx]
         rows = {"original": x}
         for method in ("pgd-l2", "pgd-linf"):
             norm = _norm(method)
-            model, _, _ = surrogate(dataset, surrogate_kind, norm, seed)
+            model, _, _ = surrogate(dataset, surrogate_kind, norm, seed, prof)
             for eps in EPSILONS[norm]:
-                rows[f"{norm} ε={eps:g}"] = lc.pgd(model, x, ds.y_train[idx], norm=norm, steps=sizes()["pgd_steps"],
+                rows[f"{norm} ε={eps:g}"] = lc.pgd(model, x, ds.y_train[idx], norm=norm, steps=sizes["pgd_steps"],
                                                    epsilon=lc.scale_epsilon(eps, norm, ds.image_shape))
-        vae = generative_model(dataset, seed)
+        vae = generative_model(dataset, seed, prof)
         partners = ds.x_train[lc.other_class_partners(ds.y_train, idx, seed)]
         for tau in TAUS:
-            rows[f"latent τ={tau:g}"] = latent.interpolate(vae, x, partners, tau, steps=sizes()["embed_steps"])
+            rows[f"latent τ={tau:g}"] = latent.interpolate(vae, x, partners, tau, steps=sizes["embed_steps"])
         rows["pixel τ=0.2"] = lc.pixel_interpolation(x, partners, 0.2)
         hard = rows[f"l2 ε={SETTING['epsilon']:g}"]  # the headline perturbation, then each trigger
         for amp in AMPLITUDES:
@@ -325,11 +325,12 @@ def gallery(dataset: str = "digits", target: int = 0, seed: int = 0, count: int 
         rows["+ four-corner a=32"] = triggers.make("four-corner", ds.image_shape, 32).apply(hard)
         return rows
 
-    return cache.memoize("lc-gallery", cfg, compute, module=__name__)
+    return cache.memoize("lc-gallery", cfg, compute, profile=prof, module=__name__)
 
 
-def grid() -> dict:
-    """The widget's sweep grid for this profile: ε (thesis units), amplitude, poison fraction of the target class."""
-    s = sizes()
+def grid(profile: str | None = None) -> dict:
+    """The widget's sweep grid for `profile` (None: the active one): ε (thesis units), amplitude, poison
+    fraction of the target class."""
+    s = SIZES.of(profile)
     return {"epsilon": list(s["grid_epsilons"]), "amplitude": list(s["grid_amplitudes"]),
             "poison_fraction": list(s["grid_fractions"])}

@@ -7,16 +7,25 @@ import time
 
 import torch
 
-from labkit import data, models, triggers
+from labkit import config, data, models, triggers
 from labkit.attacks import badnets as badnets_attack
 from labkit.defenses import nc_mitigation as mitigation
 from labkit.defenses import neural_cleanse as nc
-from labkit.experiments import Param, check_target, register, run
+from labkit.experiments import DATASET, POISON_FRACTION, SEED, TARGET, Config, Param, register, run
 from labkit.experiments.badnets import fit
-from labkit.metrics import attack_success_rate, clean_accuracy
+from labkit.metrics import attack_success_labelled, clean_accuracy
 from labkit.triggers import Trigger
 
 MAX_INFECTED = 4  # one trigger per image corner
+
+# The optimisation's sizes: `samples` clean images the defender uses, `epochs` the most epochs per label,
+# `batch_size` (the reference: 1,000 images, batches of 32, up to 1,000 epochs); `trigger_sizes` the white
+# squares of notebook 05's larger-trigger study.
+SIZES = config.Sizes(
+    ci=dict(samples=64, epochs=40, batch_size=32, trigger_sizes=(3, 6)),
+    lab=dict(samples=128, epochs=120, batch_size=32, trigger_sizes=(3, 6)),
+    paper=dict(samples=1000, epochs=1000, batch_size=32, trigger_sizes=(3, 5, 7, 9, 11)),
+)
 
 
 def corner_trigger(base: Trigger, corner: int) -> Trigger:
@@ -51,16 +60,20 @@ def poison_many(x, y, attacks, fraction: float, seed: int):
     return x, y, all_idx
 
 
-def victim_model(dataset, infected, poison_fraction, target, trigger, trigger_size, infected_labels, seed, ds):
-    """(model, model_spec) — notebook 01's cached BadNets model when it is the plain case."""
-    attacks = attack_setup(dataset, trigger, trigger_size, target, infected_labels, ds.image_shape, ds.num_classes)
-    if not infected:
-        r = run("badnets", dataset=dataset, poison_fraction=0.0, seed=seed)
-    elif trigger_size is None and infected_labels == 1:
-        r = run("badnets", dataset=dataset, poison_fraction=poison_fraction, target=target, trigger=trigger, seed=seed)
+def victim_model(cfg: Config, ds: data.Dataset):
+    """(model, model_spec, attacks) — notebook 01's cached BadNets model when it is the plain case."""
+    attacks = attack_setup(cfg.dataset, cfg.trigger, cfg.trigger_size, cfg.target, cfg.infected_labels,
+                           ds.image_shape, ds.num_classes)
+    profile = cfg.profile.name
+    if not cfg.infected:
+        r = run("badnets", profile=profile, dataset=cfg.dataset, poison_fraction=0.0, seed=cfg.seed)
+    elif cfg.trigger_size is None and cfg.infected_labels == 1:
+        r = run("badnets", profile=profile, dataset=cfg.dataset, poison_fraction=cfg.poison_fraction,
+                target=cfg.target, trigger=cfg.trigger, seed=cfg.seed)
     else:
-        x, y, _ = poison_many(ds.x_train, ds.y_train, attacks, poison_fraction, seed)
-        model, _, spec = fit("auto", ds, x, y, seed=seed, desc=f"victim ({infected_labels} infected)")
+        x, y, _ = poison_many(ds.x_train, ds.y_train, attacks, cfg.poison_fraction, cfg.seed)
+        model, _, spec = fit("auto", ds, x, y, profile=cfg.profile, seed=cfg.seed,
+                             desc=f"victim ({cfg.infected_labels} infected)")
         return model, spec, attacks
     return models.from_result(r), r["model_spec"], attacks
 
@@ -72,16 +85,15 @@ def defender_sample(ds: data.Dataset, samples: int, seed: int) -> torch.Tensor:
 
 
 PARAMS = {
-    "dataset": Param("digits", str, choices=tuple(data.DATASETS), help="dataset"),
+    "dataset": DATASET,
     "infected": Param(True, bool, help="reverse-engineer a BadNets model (true) or a clean one (false)"),
-    "poison_fraction": Param(0.1, float, 0, 1, low_open=True, high_open=True,
-                             help="fraction of the training set poisoned per infected label"),
-    "target": Param(0, int, 0, 42, help="the (first) attacker's target label"),
+    "poison_fraction": POISON_FRACTION.but(low_open=True, help="fraction of the training set poisoned per infected label"),
+    "target": TARGET.but(help="the (first) attacker's target label"),
     "trigger": Param("badnets", str, choices=triggers.PRESETS, help="trigger preset"),
     "trigger_size": Param(None, int, 1, 12, optional=True,
                           help="a white square of this side instead of the preset (the larger-trigger case)"),
     "infected_labels": Param(1, int, 1, MAX_INFECTED, help="labels target, target+1, ... each with its own trigger"),
-    "seed": Param(0, int, 0, 2**31 - 1, help="seed for the victim model and the optimisation"),
+    "seed": SEED.but(help="seed for the victim model and the optimisation"),
     "samples": Param(None, int, 16, 100000, optional=True, help="clean images the defender uses (default: profile's)"),
     "epochs": Param(None, int, 1, 5000, optional=True, help="maximum optimisation epochs (default: profile's)"),
     "mode": Param("batched", str, choices=nc.MODES, help="all labels at once, or the reference's label loop"),
@@ -92,21 +104,21 @@ PARAMS = {
 
 @register("neural-cleanse", PARAMS,
           summary=("anomaly_index", "flagged_labels", "target_label", "l1_norms", "attack_success_rate",
-                   "clean_accuracy", "attack_success_rate_before", "clean_accuracy_before"),
-          checks=(check_target,))
-def neural_cleanse(dataset, infected, poison_fraction, target, trigger, trigger_size, infected_labels, seed,
-                   samples, epochs, mode, mitigate, fpr):
+                   "clean_accuracy", "attack_success_rate_before", "clean_accuracy_before"))
+def neural_cleanse(cfg: Config) -> dict:
     """Wang et al.: reverse-engineer every label's trigger, flag small outliers, patch the model."""
     start = time.perf_counter()
-    ds = data.load(dataset)
-    model, spec, attacks = victim_model(dataset, infected, poison_fraction, target, trigger, trigger_size,
-                                        infected_labels, seed, ds)
-    x_clean = defender_sample(ds, samples or nc.default_sizes()["samples"], seed)
+    ds = data.load(cfg.dataset, profile=cfg.profile)
+    sizes = cfg.sizes(SIZES)
+    model, spec, attacks = victim_model(cfg, ds)
+    x_clean = defender_sample(ds, cfg.samples or sizes["samples"], cfg.seed)
     started = time.perf_counter()
-    found = nc.reverse_engineer(model, x_clean, ds.num_classes, epochs=epochs, mode=mode, seed=seed, progress=False)
+    found = nc.reverse_engineer(model, x_clean, ds.num_classes, epochs=cfg.epochs or sizes["epochs"],
+                                batch_size=sizes["batch_size"], mode=cfg.mode, seed=cfg.seed, device=cfg.device,
+                                progress=False)
     seconds_reverse = time.perf_counter() - started
     verdict = nc.detect(found["l1_norms"])
-    true_targets = [t for _, t in attacks] if infected else []
+    true_targets = [t for _, t in attacks] if cfg.infected else []
     out = {
         "anomaly_index": verdict["suspect_index"],  # of the smallest-norm label (the paper's Fig. 3)
         "anomaly_indices": verdict["anomaly_index"].float(),
@@ -127,8 +139,8 @@ def neural_cleanse(dataset, infected, poison_fraction, target, trigger, trigger_
         "model_state": model.state_dict(),
         "seconds_reverse": seconds_reverse,  # reverse engineering only, all labels
     }
-    if mitigate:
-        out.update(mitigate_model(model, ds, x_clean, found, verdict, attacks, fpr, seed))
+    if cfg.mitigate:
+        out.update(mitigate_model(model, ds, x_clean, found, verdict, attacks, cfg.fpr, cfg.seed, cfg.device))
     out["seconds"] = time.perf_counter() - start
     return out
 
@@ -137,7 +149,7 @@ def reversed_trigger(found: dict, label: int) -> Trigger:
     return Trigger(found["masks"][label], found["patterns"][label], 255.0, f"reversed {label}")
 
 
-def mitigate_model(model, ds, x_clean, found, verdict, attacks, fpr, seed) -> dict:
+def mitigate_model(model, ds, x_clean, found, verdict, attacks, fpr, seed, device=None) -> dict:
     """The three mitigations with the flagged labels' reversed triggers (the smallest-norm label when
     none is flagged); attack success is measured with each infected label's real trigger."""
     labels = verdict["flagged_labels"] or [verdict["suspect_label"]]
@@ -146,7 +158,7 @@ def mitigate_model(model, ds, x_clean, found, verdict, attacks, fpr, seed) -> di
     others = ds.y_test != main_target
 
     def scores(m) -> tuple[float, float]:
-        asr = [attack_success_rate(m, ds.x_test, ds.y_test, trig, tgt) for trig, tgt in attacks]
+        asr = [attack_success_labelled(m, ds.x_test, ds.y_test, trig, tgt) for trig, tgt in attacks]
         return clean_accuracy(m, ds.x_test, ds.y_test), sum(asr) / len(asr)
 
     acc0, asr0 = scores(model)
@@ -155,7 +167,7 @@ def mitigate_model(model, ds, x_clean, found, verdict, attacks, fpr, seed) -> di
     pruning = mitigation.prune(model, x_clean, reversed_triggers[0], ds.x_test, ds.y_test, original, main_target)
     table = {"before": {"clean_accuracy": acc0, "attack_success_rate": asr0}}
     for name, stamps in (("reversed", reversed_triggers), ("original", [t for t, _ in attacks]), ("clean", [])):
-        patched, _ = mitigation.unlearn(model, ds.x_train, ds.y_train, stamps, seed=seed)
+        patched, _ = mitigation.unlearn(model, ds.x_train, ds.y_train, stamps, seed=seed, device=device)
         acc, asr = scores(patched)
         table[name] = {"clean_accuracy": acc, "attack_success_rate": asr}
     return {

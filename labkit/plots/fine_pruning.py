@@ -32,7 +32,7 @@ def channel_activations(ax, clean, triggered, pruned_percent: float | None = Non
     return ax
 
 
-def pruning_curve(ax, percents, clean_accuracy, attack_success, label: str = "this lab", style: str = "-",
+def pruning_panel(ax, percents, clean_accuracy, attack_success, label: str = "this lab", style: str = "-",
                   current: float | None = None, report: bool = False):
     """Clean accuracy and attack success against the % of channels pruned (no fine-tuning).
     `report=True` adds the report's Table 3 (faces) as hollow markers; `current` draws a vertical line."""
@@ -53,7 +53,7 @@ def pruning_curve(ax, percents, clean_accuracy, attack_success, label: str = "th
     return ax
 
 
-def pruning_curves(ax, curves: dict[str, dict]):
+def pruning_panels(ax, curves: dict[str, dict]):
     """Several `pruning-curve` results ({name: result}): attack success solid, clean accuracy dashed."""
     for i, (name, curve) in enumerate(curves.items()):
         colour = f"C{i}"

@@ -105,7 +105,7 @@ def filter_curve(ax, fprs, fnrs, label: str | None = None):
     return ax
 
 
-def pruning_curve(ax, pruning: dict):
+def neuron_pruning_panel(ax, pruning: dict):
     """Clean accuracy and attack success (original and reversed trigger) vs the fraction of
     second-to-last-layer neurons pruned (the paper's Fig. 21)."""
     frac = pruning["fraction"]
