@@ -1,8 +1,8 @@
 """Content-addressed results on disk: `memoize(name, config, compute)`.
 
 An entry lives at `<cache_dir>/<profile>/<name>-<key>.pt`, where the key hashes the
-experiment name, its full config, the profile, the thread count it is computed with,
-labkit's version and the code its result depends on: the module that computes it and every
+experiment name, its full config, the profile, the device type (cpu / cuda), the thread count it is
+computed with, labkit's version and the code its result depends on: the module that computes it and every
 labkit module that one imports, transitively, docstrings and comments left out
 (`labkit.dependencies`). Editing `train.py` recomputes every model; restyling a plot, a
 notebook or a docstring keeps them all. The folder is checked for writing *before* computing (no result is lost
@@ -47,10 +47,11 @@ def code_fingerprint() -> str:
 
 
 def key(name: str, cfg: dict, profile_name: str, threads: int | None = None, module: str | None = None) -> str:
-    """A stable hash of (name, config, profile, threads, labkit version, code): the code of `module` and what
-    it imports (`dependencies.fingerprint`), or all of labkit's source when no module is named."""
+    """A stable hash of (name, config, profile, device type, threads, labkit version, code): the code of
+    `module` and what it imports (`dependencies.fingerprint`), or all of labkit's source when no module is named."""
     code = dependencies.fingerprint(module) if module else code_fingerprint()
     blob = json.dumps({"name": name, "config": dict(cfg), "profile": profile_name,
+                       "device": config.device(profile_name).type,  # a GPU's numbers differ from a CPU's
                        "threads": threads or config.threads(profile_name), "version": labkit.__version__, "code": code},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]

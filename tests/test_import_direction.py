@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "labkit"
 # The core: configuration, data, models, the training loop, triggers, pruning, metrics, files — and the helpers
 # they share. Core imports only core.
 CORE = {"config", "seed", "data", "models", "train", "triggers", "pruning", "metrics", "files", "paths", "errors",
-        "compat", "pairs", "dependencies"}
+        "compat", "pairs", "dependencies", "knobs"}
 FACE = {"plots", "widgets", "cli", "bench", "__main__"}
 
 
