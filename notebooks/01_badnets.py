@@ -48,7 +48,7 @@ print(f"profile {prof.name}: {len(ds.y_train)} training / {len(ds.y_test)} test 
 # A trigger is a **mask** (which pixels) and a **pattern** (what goes there). BadNets pastes a 3×3
 # black-and-white pattern into the bottom-right corner. The thesis also *adds* a reduced amplitude
 # (±a/255 on white/black pattern pixels, then clips; §3.5) and copies the pattern, flipped, into all four
-# corners so it survives crops and flips (§3.6). Top row: every preset; bottom row: BadNets at falling amplitude.
+# corners so it survives crops and flips (§3.6). Top row: every preset; bottom row: BadNets at rising amplitude.
 
 # %%
 badnets_plots.preset_gallery(ds.x_train[:2], ds.image_shape, amplitudes=prof.amplitudes[:4])
@@ -78,6 +78,7 @@ acc = experiments.as_array(runs, "clean_accuracy", grid)
 fig, ax = plt.subplots()
 plots.asr_vs_poison_fraction(ax, grid["poison_fraction"], asr, acc)
 ax.set_xscale("symlog", linthresh=0.005)
+ax.set_xlim(left=0)  # fractions are never negative
 plt.show()
 
 # %% [markdown]

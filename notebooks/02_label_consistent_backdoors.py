@@ -181,12 +181,13 @@ g = lcx.grid()
 def plot_setting(epsilon, amplitude, poison_fraction):
     attack = lc_run(epsilon=epsilon, amplitude=amplitude, poison_fraction=poison_fraction)
     plain = lc_run(method="none", amplitude=amplitude, poison_fraction=poison_fraction)
-    fig, ax = plt.subplots()
-    points = [clean, plain, attack]
-    plots.asr_vs_accuracy(ax, [p["clean_accuracy"] for p in points], [p["attack_success_rate"] for p in points],
-                          labels=["unpoisoned", "baseline", f"PGD ε={epsilon:g}"], highlight=2)
-    ax.set_xlim(min(0.9, min(p["clean_accuracy"] for p in points) - 0.02), 1.0)
-    ax.set_title(f"amplitude {amplitude:g}/255, {poison_fraction:.0%} of class {TARGET} ({attack['poisoned_count']} images)")
+    fig, ax = plt.subplots(figsize=(8.2, 4.0))
+    runs = {"unpoisoned model": clean, "trigger only (baseline)": plain, f"PGD ε = {epsilon:g}, then trigger": attack}
+    lcplots.setting_points(ax, {k: (r["clean_accuracy"], r["attack_success_rate"]) for k, r in runs.items()},
+                           dict(zip(runs, ("unpoisoned", "baseline", "attack"))))
+    ax.set_xlim(min(0.9, min(r["clean_accuracy"] for r in runs.values()) - 0.02), 1.0)
+    ax.set_title(f"ε = {epsilon:g} (thesis units), amplitude {amplitude:g}/255, {poison_fraction:.0%} of class "
+                 f"{TARGET} ({attack['poisoned_count']} images)")
     plt.show()
 
 

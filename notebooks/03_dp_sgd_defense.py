@@ -96,7 +96,7 @@ plt.show()
 # them down *and* left.
 
 # %%
-fig, ax = plt.subplots(figsize=(6.4, 4.6))
+fig, ax = plt.subplots(figsize=(8.6, 4.6))
 dp_plots.frontier(ax, grid)
 plt.show()
 
@@ -154,7 +154,7 @@ plt.show()
 def plot_setting(noise_multiplier, poison_fraction):
     run = experiments.run("dpsgd", dataset=DATASET, noise_multiplier=noise_multiplier,
                           poison_fraction=poison_fraction, seed=SEED)
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = plt.subplots(figsize=(8.6, 4.4))  # room for the legend beside the axes
     i, j = grid["poison_fractions"].index(poison_fraction), grid["sigmas"].index(noise_multiplier)
     dp_plots.frontier(ax, grid, highlight=(i, j))
     ax.scatter([run["clean_accuracy"]], [run["attack_success_rate_classified"]], marker="*", s=160, color="black", zorder=6)

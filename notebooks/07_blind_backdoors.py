@@ -36,6 +36,7 @@ SEED = 0
 import inspect
 
 import numpy as np
+from IPython.display import Markdown, display
 from matplotlib import pyplot as plt
 
 from labkit import config, data, experiments, plots, triggers, widgets
@@ -106,9 +107,7 @@ rows = [{"experiment": f"{DATASET} · {s}", "input": {"pattern": "pixel pattern"
          "label": f"label as {TARGET}" if s != "calculator" else "add → multiply", "T": "inf",
          "main": (r["main_accuracy_clean"], r["main_accuracy_backdoored"]),
          "backdoor": (r["backdoor_accuracy_clean"], r["backdoor_accuracy"])} for s, r in results.items()]
-fig, ax = plt.subplots(figsize=(10, 1.6))
-blind_plots.transition_table(ax, rows)
-plt.show()
+display(Markdown(blind_plots.transition_table(rows)))
 fig, ax = plt.subplots()
 blind_plots.accuracy_transition(ax, list(results), *[[r[k] for r in results.values()] for k in (
     "main_accuracy_clean", "main_accuracy_backdoored", "backdoor_accuracy_clean", "backdoor_accuracy")])
@@ -248,17 +247,33 @@ rows = [
     ["gradient shaping", "66.01% main / 99.15% backdoor",
      f"σ={noise[-1]:g}: {shaped[-1]['main_accuracy_backdoored']:.1%} main / {shaped[-1]['backdoor_accuracy']:.1%} backdoor"],
 ]
-fig, ax = plt.subplots(figsize=(12, 2.2))
-plots.comparison_table(ax, rows, ["experiment", "paper", f"this lab ({prof.name} profile)"])
-plt.show()
+display(Markdown(plots.markdown_table(rows, ["experiment", "paper", f"this lab ({DATASET}, profile `{prof.name}`)"])))
+
+# %%
+def mgda_reading(run: dict) -> str:
+    """One sentence, from this run's numbers, on whether MGDA starved the main task (α0 → 0)."""
+    alpha0 = run["weights"][:, 0]
+    starved = (alpha0 < 0.05).nonzero().flatten()
+    lost = run["main_accuracy_clean"] - run["main_accuracy_backdoored"]
+    where = f"profile `{prof.name}`, seed {SEED}"
+    if len(starved):
+        epoch = int(starved[0]) // run["steps_per_epoch"] + 1
+        return (f"In this single-pixel run ({where}) α0 fell below 0.05 in epoch {epoch} and the main task lost "
+                f"{lost:.1%} points ({run['main_accuracy_clean']:.1%} → {run['main_accuracy_backdoored']:.1%}).")
+    return (f"In this single-pixel run ({where}) α0 stayed above 0.05 (lowest {float(alpha0.min()):.2f}) and the "
+            f"main task moved {run['main_accuracy_clean']:.1%} → {run['main_accuracy_backdoored']:.1%}; on other "
+            f"seeds and in the `lab` profile α0 can fall to ~0 and stay there — try the widget.")
+
+
+display(Markdown(f"**This run.** {mgda_reading(results['pixel'])}"))
 
 # %% [markdown]
 # **Reading the table.** For the pixel pattern and the calculator the headline result carries over to a small
 # CNN: a loss-only attacker gets a working backdoor at no visible cost to the main task, and the calculator
-# learns a *second task* (multiplication) from the same images. MGDA is not a free lunch, though: look at the
-# single-pixel run's weights in the widget — in the lab profile (seed 0) α0 fell to ~0 around epoch 13 and
-# never recovered, and the main task collapsed (a task whose gradient vanishes pulls the min-norm point to 0).
-# Fixed scales do not have this failure mode; that is why the evasion runs of section 5 use them. Neural Cleanse's verdict depends on the evasion loss; a public reproduction on MNIST
+# learns a *second task* (multiplication) from the same images. MGDA is not a free lunch, though: when one
+# task's gradient vanishes the min-norm point is pulled towards it, α0 can fall to ~0 and stay there, and the
+# main task collapses (the line above says what this run did). Fixed scales do not have this failure mode;
+# that is why the evasion runs of section 5 use them. Neural Cleanse's verdict depends on the evasion loss; a public reproduction on MNIST
 # did not get the index below 2 either, so compare your seeds with the paper's claim rather than taking it on
 # trust. STRIP and gradient shaping look at inputs or gradient magnitudes — a backdoor computed inside the
 # loss is present in every batch and survives both. The paper's proposed mitigations are certified

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from matplotlib import pyplot as plt
-from matplotlib.ticker import PercentFormatter
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 ASR_COLOUR, ACC_COLOUR = "#c0392b", "#2c7fb8"
 
@@ -23,6 +23,8 @@ def setup() -> None:
 
 
 def _percent_axis(axis) -> None:
+    """Fractions shown as percentages, with at most ~6 ticks so a narrow range never runs its labels together."""
+    axis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
     axis.set_major_formatter(PercentFormatter(1.0))
 
 
@@ -134,13 +136,11 @@ def detection_curve(ax, ks, found, expected=None, label: str = "poisoned among t
     return ax
 
 
-def comparison_table(ax, rows: list[list], columns: list[str], title: str | None = None):
-    """A small table drawn on `ax` (e.g. "paper vs this lab")."""
-    ax.axis("off")
-    table = ax.table(cellText=rows, colLabels=columns, loc="center", cellLoc="left")
-    table.auto_set_font_size(False)
-    table.set_fontsize(9)
-    table.scale(1, 1.4)
-    if title:
-        ax.set_title(title)
-    return ax
+def markdown_table(rows: list[list], columns: list[str]) -> str:
+    """A Markdown table (Jupyter renders it as HTML: cells never clip), e.g. "paper vs this lab";
+    show it with `display(Markdown(...))`. `|` inside a cell is escaped."""
+    def cell(value) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+    lines = ["| " + " | ".join(cell(c) for c in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"

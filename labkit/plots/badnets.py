@@ -23,10 +23,12 @@ def preset_gallery(images: torch.Tensor, image_shape, amplitudes=(16, 32, 64, 25
 
 
 def sweep_frontier(ax, accuracy: np.ndarray, success: np.ndarray, fractions, current=None):
-    """Every (fraction, seed) run as a point on attack success vs clean accuracy, labelled by fraction."""
+    """Every fraction's run (mean over seeds) as a grey point on attack success vs clean accuracy, labelled by
+    fraction; `current` = (accuracy, success) of the widget's setting, a red star."""
     acc, asr = np.asarray(accuracy).mean(axis=-1), np.asarray(success).mean(axis=-1)
     asr_vs_accuracy(ax, acc, asr, labels=[f"{f:.1%}" for f in fractions], color="#7f8c8d", alpha=0.8)
-    if current is not None:
-        ax.scatter([current[0]], [current[1]], s=160, marker="*", color="#c0392b", zorder=5, label="widget setting")
-        ax.legend(loc="lower left", fontsize=8)
+    if current is not None:  # named next to the star, not in a legend that could cover it
+        ax.scatter([current[0]], [current[1]], s=160, marker="*", color="#c0392b", zorder=5)
+        ax.annotate("widget setting", current, textcoords="offset points", xytext=(9, -12), fontsize=8,
+                    color="#c0392b")
     return ax

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from labkit.plots import ACC_COLOUR, ASR_COLOUR, _percent_axis, comparison_table
+from labkit.plots import ACC_COLOUR, ASR_COLOUR, _percent_axis, markdown_table
 
 TASK_COLOURS = {"main": ACC_COLOUR, "backdoor": ASR_COLOUR, "evasion": "#7b3294"}
 
 
-def transition_table(ax, rows: list[dict], title: str | None = None):
-    """The slides' table: experiment · μ · ν · T · main θ → θ* · backdoor θ → θ*.
+def transition_table(rows: list[dict]) -> str:
+    """The slides' table as Markdown: experiment · μ · ν · T · main θ → θ* · backdoor θ → θ*.
 
     Each row: {experiment, input, label, T, main: (before, after), backdoor: (before, after)} (fractions).
     """
     def arrow(pair):
         return f"{pair[0]:.1%} → {pair[1]:.1%}"
     cells = [[r["experiment"], r["input"], r["label"], str(r["T"]), arrow(r["main"]), arrow(r["backdoor"])] for r in rows]
-    return comparison_table(ax, cells, ["experiment", "input μ", "label ν", "T", "main θ → θ*", "backdoor θ → θ*"], title)
+    return markdown_table(cells, ["experiment", "input μ", "label ν", "T", "main θ → θ*", "backdoor θ → θ*"])
 
 
 def accuracy_transition(ax, names, main_before, main_after, backdoor_before, backdoor_after):

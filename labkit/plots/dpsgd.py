@@ -80,7 +80,9 @@ def frontier(ax, grid: dict, highlight: tuple[int, int] | None = None):
         i, j = highlight
         ax.scatter([np.mean(grid["accuracy"][i][j])], [np.mean(grid["asr"][i][j])], s=260, facecolors="none",
                    edgecolors="black", linewidths=1.5, zorder=5)
-    ax.legend(loc="upper left", fontsize=8, title="mean over seeds; ○ = SGD", title_fontsize=8)
+    # outside the axes, so no point (σ = 1 sits where an inside legend would go) is ever covered
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, title="mean over seeds; ○ = SGD",
+              title_fontsize=8)
     return ax
 
 

@@ -110,3 +110,23 @@ def asr_vs_target_fraction(ax, fractions, series: dict, accuracy: dict | None = 
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.legend(fontsize=8)
     return ax
+
+
+SETTING_STYLE = {"unpoisoned": ("o", "#7f8c8d", 60), "baseline": ("s", ACC_COLOUR, 60), "attack": ("*", ASR_COLOUR, 200)}
+
+
+def setting_points(ax, points: dict[str, tuple[float, float]], kinds: dict[str, str]):
+    """A few runs as points on attack success vs clean accuracy, each with its own marker and a legend
+    entry (points that coincide stay readable; annotations would pile up). `points`: {label: (accuracy,
+    success)}; `kinds`: {label: "unpoisoned" | "baseline" | "attack"} chooses the marker."""
+    for label, (accuracy, success) in points.items():
+        marker, colour, size = SETTING_STYLE[kinds[label]]
+        ax.scatter([accuracy], [success], marker=marker, s=size, color=colour, edgecolors="black",
+                   linewidths=0.5, zorder=3, label=label)
+    ax.set_xlabel("clean accuracy")
+    ax.set_ylabel("attack success rate")
+    ax.set_ylim(-0.03, 1.03)
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
+    return ax

@@ -99,7 +99,8 @@ def filter_curve(ax, fprs, fnrs, label: str | None = None):
     ax.set_ylabel("false negative rate (triggered inputs missed)")
     _percent_axis(ax.xaxis)
     _percent_axis(ax.yaxis)
-    ax.set_ylim(-0.02, max(0.1, max(fnrs) * 1.15))
+    ax.set_ylim(0, max(0.1, max(fnrs) * 1.15))  # a rate: no negative tick
+    ax.margins(y=0)
     if label:
         ax.legend(fontsize=8)
     return ax
