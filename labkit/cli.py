@@ -174,17 +174,39 @@ def cmd_sweep(args) -> None:
         print("  ".join(f"{v:>18.4f}" if isinstance(v, float) else f"{str(v):>18s}" for v in row))
 
 
-def cmd_bench(args) -> None:
-    from labkit import bench
+def _flat(values: dict, prefix: str = "") -> list[tuple[str, object]]:
+    """Nested measurements as (dotted key, value) rows."""
+    rows = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            rows += _flat(value, f"{prefix}{key}.")
+        else:
+            rows.append((f"{prefix}{key}", value))
+    return rows
 
+
+def cmd_bench(args) -> None:
+    from labkit import bench, config
+
+    if args.bench_profile:
+        config.use_profile(args.bench_profile)
     results = bench.run(args.names or None)
-    if args.json:
-        print(json.dumps(results, indent=2, sort_keys=True))
+    if args.json:  # one benchmark named: its own object; otherwise {name: object}
+        chosen = results[args.names[0]] if len(args.names or []) == 1 else results
+        print(json.dumps(chosen, indent=2, sort_keys=True))
         return
     for name, values in results.items():
         print(f"[{name}]")
-        for key, value in values.items():
+        for key, value in _flat(values):
             print(f"  {key:36s} {value:.4g}" if isinstance(value, float) else f"  {key:36s} {value}")
+
+
+def cmd_warm(args) -> None:
+    from labkit import course
+
+    done = course.warm(args.warm_profile, args.notebooks or None, jobs=args.jobs)
+    for name, row in done.items():
+        print(f"{name:36s} {row['seconds']:8.1f} s  {row['trainings']} trainings")
 
 
 def cmd_cache(args) -> None:
@@ -224,10 +246,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_sweep)
 
-    p = sub.add_parser("bench", help="benchmarks (ratios against same-run baselines)")
+    p = sub.add_parser("bench", help="benchmarks (ratios against same-run baselines); `bench course` times the notebooks")
     p.add_argument("names", nargs="*")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--profile", dest="bench_profile", choices=("ci", "lab", "paper"), help="profile to measure in")
     p.set_defaults(fn=cmd_bench)
+
+    p = sub.add_parser("warm", help="fill the cache for every notebook of a profile (run them headlessly)")
+    p.add_argument("notebooks", nargs="*", help="notebook names or numbers (default: all)")
+    p.add_argument("--profile", dest="warm_profile", choices=("ci", "lab", "paper"), help="profile to warm")
+    p.add_argument("--jobs", type=positive_int, default=None,
+                   help="notebooks at once (default: cores / threads per experiment)")
+    p.set_defaults(fn=cmd_warm)
 
     p = sub.add_parser("cache", help="manage cached results")
     p.add_argument("action", choices=("clear",))

@@ -66,6 +66,12 @@ def prepare(model: nn.Module, seed: int, device: torch.device | None = None) -> 
 
 
 Batch = tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]  # images, labels, their indices (or None)
+_TRAININGS = [0]  # run_epochs calls in this process
+
+
+def trainings_run() -> int:
+    """How many trainings (`run_epochs` calls) this process has run: what `labkit bench course` counts."""
+    return _TRAININGS[0]
 
 
 def run_epochs(model: nn.Module, opt, batches: Callable[[int], Iterable[Batch]], *, epochs: int,
@@ -81,6 +87,7 @@ def run_epochs(model: nn.Module, opt, batches: Callable[[int], Iterable[Batch]],
 
     `batches` decides the sampling (shuffled mini-batches in `train`, Opacus' Poisson lots in DP-SGD);
     `eval_model` is evaluated instead of `model` (DP-SGD trains a wrapper of the model it reports on)."""
+    _TRAININGS[0] += 1
     history = []
     bar = tqdm(range(1, epochs + 1), desc=desc, leave=False, **progress_kwargs(progress))
     for epoch in bar:

@@ -1,0 +1,107 @@
+"""The course as a whole: its notebooks, executed headlessly — to warm the cache before a seminar
+(`labkit warm`) and to measure what each notebook costs (`labkit bench course`).
+
+A notebook runs in its own Jupyter kernel (nbclient), from `notebooks/`, with `LABKIT_PROFILE` set; its
+experiments fill the cache as they finish, so an interrupted warm-up resumes where it stopped. After the
+last cell one more cell reads `labkit.train.trainings_run()`: how many models the notebook trained.
+"""
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from labkit import config, paths
+from labkit.errors import LabkitError
+
+NOTEBOOK_DIR = paths.PROJECT_ROOT / "notebooks"
+COUNT_MARK = "LABKIT_TRAININGS="
+CELL_TIMEOUT = 3600  # seconds one cell may take (a paper-profile sweep cell is long)
+
+
+def notebooks() -> list[Path]:
+    """The course's notebooks (`notebooks/NN_name.ipynb`), in order."""
+    found = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    if not found:
+        raise LabkitError(f"no notebooks in {NOTEBOOK_DIR}: run `make notebooks` first")
+    return found
+
+
+def select(names: list[str] | None) -> list[Path]:
+    """Notebooks by stem or number prefix (`01`, `01_badnets`); None or [] = all."""
+    every = notebooks()
+    if not names:
+        return every
+    chosen = []
+    for name in names:
+        match = [p for p in every if p.stem == name or p.stem.split("_")[0] == name]
+        if not match:
+            raise LabkitError(f"unknown notebook {name!r}; choose from {', '.join(p.stem for p in every)}")
+        chosen += match
+    return chosen
+
+
+def execute(path: Path, profile: str, *, cache_dir: Path | None = None, progress: bool = True,
+            position: int = 0) -> dict:
+    """Run every cell of notebook `path` in a fresh kernel in `profile` (and `cache_dir`, default the
+    project's cache). Returns {"seconds": wall seconds, "trainings": models trained}; a failing cell raises
+    a one-line LabkitError naming the notebook and the error."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    notebook = nbformat.read(path, as_version=4)
+    notebook.cells.append(nbformat.v4.new_code_cell(
+        f"from labkit import train as _train; print('{COUNT_MARK}' + str(_train.trainings_run()))"))
+    env = {"LABKIT_PROFILE": profile, "TQDM_DISABLE": "1", "MPLBACKEND": "Agg"}
+    if cache_dir is not None:
+        env["LABKIT_CACHE_DIR"] = str(cache_dir)
+    client = NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    bar = tqdm(total=len(notebook.cells), desc=path.stem, position=position, leave=True,
+               **({} if progress else {"disable": True}))
+    start = time.perf_counter()
+    try:
+        with client.setup_kernel(env={**os.environ, **env}):  # the kernel's own environment
+            for index, cell in enumerate(notebook.cells):
+                client.execute_cell(cell, index)
+                bar.update()
+    except CellExecutionError as error:
+        last = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        raise LabkitError(f"{path.name} failed in profile {profile}: {last}") from None
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "trainings": _trainings(notebook.cells[-1])}
+
+
+def _trainings(cell) -> int | None:
+    for output in cell.get("outputs", []):
+        for line in output.get("text", "").splitlines():
+            if line.startswith(COUNT_MARK):
+                return int(line[len(COUNT_MARK):])
+    return None
+
+
+def default_jobs() -> int:
+    """Notebooks run at once: the cores divided by the torch threads each experiment uses (never more —
+    oversubscribed intra-op threads spin and run several times slower)."""
+    return max(1, (os.cpu_count() or 1) // config.threads())
+
+
+def warm(profile: str | None = None, names: list[str] | None = None, jobs: int | None = None,
+         progress: bool = True) -> dict[str, dict]:
+    """Execute the notebooks of `profile` (None: the active one) so that every experiment they show is
+    cached: {notebook: {"seconds", "trainings"}}. `jobs` notebooks run at once (default `default_jobs()`)."""
+    profile = config.profile(profile).name
+    chosen = select(names)
+    jobs = jobs or default_jobs()
+    if jobs == 1:
+        return {p.stem: execute(p, profile, progress=progress) for p in chosen}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:  # each thread drives its own kernel process
+        futures = {p.stem: pool.submit(execute, p, profile, progress=progress, position=i)
+                   for i, p in enumerate(chosen)}
+        return {name: future.result() for name, future in futures.items()}

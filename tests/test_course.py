@@ -1,0 +1,61 @@
+"""The course runner behind `labkit warm` and `labkit bench course` (notebooks executed headlessly)."""
+import json
+
+import pytest
+
+from labkit import cli, course, train
+from labkit.bench import course as course_bench
+from labkit.errors import LabkitError
+
+
+def test_notebooks_are_found_in_order_and_selected_by_name_or_number():
+    stems = [p.stem for p in course.notebooks()]
+    assert stems == sorted(stems) and stems[0] == "01_badnets" and len(stems) >= 7
+    assert [p.stem for p in course.select(["04", "01_badnets"])] == ["04_certified_defenses", "01_badnets"]
+    with pytest.raises(LabkitError, match="unknown notebook '99'; choose from 01_badnets"):
+        course.select(["99"])
+
+
+def test_trainings_are_counted_per_process():
+    import torch
+
+    before = train.trainings_run()
+    model = torch.nn.Linear(4, 2)
+    train.train(model, torch.rand(8, 4), torch.randint(0, 2, (8,)), epochs=1, progress=False,
+                device=torch.device("cpu"))
+    assert train.trainings_run() == before + 1
+
+
+def test_a_notebook_runs_headless_into_the_given_cache_and_reports_its_cost(tmp_path):
+    path = course.select(["04"])[0]  # the convex notebook: seconds in ci, no neural training
+    cold = course.execute(path, "ci", cache_dir=tmp_path, progress=False)
+    assert cold["seconds"] > 0 and cold["trainings"] == 0
+    assert list((tmp_path / "ci").glob("certified-*.pt")), "its experiments were cached where asked"
+
+
+def test_a_failing_notebook_is_one_line_naming_it(tmp_path):
+    import nbformat
+
+    bad = tmp_path / "01_bad.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("raise ValueError('boom')")]), bad)
+    with pytest.raises(LabkitError) as error:
+        course.execute(bad, "ci", cache_dir=tmp_path, progress=False)
+    assert "01_bad.ipynb failed in profile ci" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_bench_course_json_has_cold_warm_and_units(monkeypatch, capsys):
+    monkeypatch.setenv("LABKIT_PROFILE", "ci")  # restored afterwards (bench --profile switches the process)
+    calls = []
+
+    def fake_execute(path, profile, *, cache_dir=None, progress=True, position=0):
+        calls.append((path.stem, cache_dir))
+        return {"seconds": 4.0 if len(calls) <= 2 else 1.0, "trainings": 3}
+    monkeypatch.setattr(course, "execute", fake_execute)
+    monkeypatch.setattr(course_bench, "unit_seconds", lambda profile: 2.0)
+    monkeypatch.setattr(course, "select", lambda names: course.notebooks()[:2])
+    assert cli.main(["bench", "course", "--profile", "ci", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["unit_seconds"] == 2.0 and out["profile"] == "ci"
+    first = out["notebooks"]["01_badnets"]
+    assert first == {"cold_seconds": 4.0, "cold_units": 2.0, "trainings": 3, "warm_seconds": 1.0}
+    assert len({cache for _, cache in calls}) == 1  # cold and warm share one temporary cache
