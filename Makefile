@@ -17,7 +17,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 export MALLOC_MMAP_THRESHOLD_ := 33554432
 export MALLOC_TRIM_THRESHOLD_ := 268435456
 
-.PHONY: lab test setup notebooks bench clean-cache
+.PHONY: lab test setup notebooks bench warm clean-cache
 
 setup: $(STAMP)
 
@@ -40,6 +40,10 @@ test: notebooks
 
 bench: $(STAMP)
 	$(VENV)/bin/labkit bench
+
+# Fill the cache for every notebook before a seminar: make warm PROFILE=lab (JOBS=N notebooks at once)
+warm: notebooks
+	$(VENV)/bin/labkit warm --profile $(or $(PROFILE),lab) $(if $(JOBS),--jobs $(JOBS),)
 
 clean-cache:
 	rm -rf data/cache
