@@ -34,7 +34,7 @@ import numpy as np
 from IPython.display import Markdown, display
 from matplotlib import pyplot as plt
 
-from labkit import config, data, experiments, plots, triggers, widgets
+from labkit import config, data, exercises, experiments, plots, triggers, widgets
 from labkit.attacks import badnets
 from labkit.plots import badnets as badnets_plots
 
@@ -147,9 +147,61 @@ display(Markdown(f"""
 
 # %% [markdown]
 # ## Exercises
-# 1. Lower the amplitude with the widget until the backdoor stops working. Does more poison buy back the
-#    success? Relate what you see to the thesis' Figure 3-9.
-# 2. Re-run section 4 with `trigger="pixel"` or `"x"` (pass `trigger=` to `experiments.run`). Does the
-#    detection scheme care which trigger was used? Why not?
-# 3. Compare `attack_success_rate` with `attack_success_rate_classified` in `result`. When would the two
-#    definitions of §2.1.1 differ noticeably?
+# Two kinds. **Write it**: complete the function in the cell, run it, and `exercises.check(...)` tries it against
+# labkit's own implementation on random and edge-case inputs — ✓, or one hint at what is off. **Predict, then
+# run**: answer the question in its widget first (the reason shows once you answer), then run the next cell.
+# Stuck? The solutions are in `notebooks/solutions/01_badnets_solutions.py`.
+#
+# **1 · Write it: the reduced-amplitude trigger (§3.5).** Section 1's bottom row drew BadNets' pattern at rising
+# amplitude a. Complete `stamp_reduced`: at a ≥ 255 paste the pattern, (1 − m)·x + m·p; below 255 add +a/255 on
+# the pattern's white pixels and −a/255 on its black ones, inside the mask, then clip to [0, 1].
+
+# %%
+def stamp_reduced(x, mask, pattern, amplitude):
+    """x: images (N, C, H, W) or one (C, H, W) on the 0–1 scale; mask (H, W) of 0/1; pattern (C, H, W) of 0/1
+    (1 = white); amplitude on the 0–255 scale. Returns the stamped copy of x."""
+    raise NotImplementedError  # your code here
+
+
+exercises.check(stamp_reduced)
+
+# %% [markdown]
+# **2 · Write it: the simple detection score (§3.1).** Section 4 scored every training sample with a model trained
+# on a small trusted set. Complete `detection_score`: from that model's softmax outputs and the labels the
+# training set carries, return each sample's score — the probability of *its own label* (low = suspicious).
+
+# %%
+def detection_score(probs, labels):
+    """probs: (N, K) softmax outputs of the trusted model; labels: (N,) int64, the (possibly poisoned) labels.
+    Returns (N,) scores."""
+    raise NotImplementedError  # your code here
+
+
+exercises.check(detection_score)
+
+# %% [markdown]
+# **3 · Predict, then run: does the detector care which trigger was used?**
+
+# %%
+k_at = min(2, len(found["ks"]) - 1)
+trigger_question = exercises.predict(
+    f"Section 4 found {found['poisoned_found'][k_at]} of the {found['poisoned_count']} poisoned samples among the "
+    f"{found['ks'][k_at]} lowest scores, with BadNets' 3×3 pattern. Poison the same images with a single white pixel "
+    "instead (trigger=\"pixel\"). How many will the detector find among the lowest scores?",
+    choices=["far fewer", "about as many", "far more"], answer="about as many",
+    reason="The score is the trusted model's probability of the label each sample carries. That model learned from "
+           "clean images only and never saw a trigger: what sinks a poisoned sample is its wrong label, whatever "
+           "is stamped on it. Only label-consistent poison (notebook 02) gets past it.")
+
+# %%
+pixel = experiments.run("detection", dataset=DATASET, poison_fraction=0.05, target=TARGET, seed=SEED, trigger="pixel")
+print(trigger_question.recap())
+display(Markdown("| lowest k | BadNets 3×3 pattern | single pixel | at random |\n|---|---|---|---|\n" + "\n".join(
+    f"| {k} | {a} | {b} | {r:.1f} |" for k, a, b, r in
+    zip(found["ks"], found["poisoned_found"], pixel["poisoned_found"], found["expected_at_random"]))))
+
+# %% [markdown]
+# **Going further** (open questions, no check). Lower the amplitude with section 5's widget until the backdoor
+# stops working: does more poison buy the success back (the thesis' Figure 3-9)? And compare
+# `result["attack_success_rate"]` with `result["attack_success_rate_classified"]`: when would the two
+# definitions of §2.1.1 differ noticeably?

@@ -36,7 +36,7 @@ SEED = 0
 from IPython.display import Markdown, display
 from matplotlib import pyplot as plt
 
-from labkit import config, data, experiments, plots, widgets
+from labkit import config, data, exercises, experiments, plots, widgets
 from labkit.experiments import label_consistent as lcx
 from labkit.plots import label_consistent as lcplots
 
@@ -219,11 +219,71 @@ display(Markdown(f"""
 
 # %% [markdown]
 # ## Exercises
-# 1. Switch the surrogate to `"standard"` or `"black-box"` (`lc_run(surrogate=...)`). The thesis found
-#    adversarially trained surrogates matter most at large ε (§4.3). Is that true on digits? And does the
-#    black-box surrogate (another architecture, a disjoint half of the data) still beat the baseline (§4.6)?
-# 2. Set `TARGET = 3` (or 6) in the parameters cell and re-run. Building this lab (lab profile, seed 0, 50% of
-#    the class, ε = 1200) PGD's attack success ranged from 31% (class 6) through 42% (class 0) to 72% (class 3).
-#    Use the loss-dynamics plot to argue what makes a class easy to backdoor.
-# 3. Pick ε with the widget where the perturbed images in section 3 still look like their label to you. What attack
-#    success does that buy at 25% of the target class, and how many images is that?
+# Two kinds. **Write it**: complete the function in the cell, run it, and `exercises.check(...)` tries it against
+# labkit's own implementation on random and edge-case inputs — ✓, or one hint at what is off. **Predict, then
+# run**: answer the question in its widget first (the reason shows once you answer), then run the next cell.
+# Stuck? The solutions are in `notebooks/solutions/02_label_consistent_backdoors_solutions.py`.
+#
+# **1 · Write it: the thesis' ε in this lab's units.** The thesis quotes ε on the 0–255 scale for 32×32×3 images.
+# Complete `scale_epsilon`: ℓ∞ bounds each pixel, so only the scale changes (÷ 255); an ℓ2 ball over d values
+# must allow the same root-mean-square change per value as the thesis' ball over 3072, so its radius is
+# ε/255 · √(d/3072).
+
+# %%
+def scale_epsilon(epsilon, norm, image_shape):
+    """epsilon: the thesis' radius (0–255 scale, 32×32×3 images); norm: "l2" or "linf"; image_shape: (C, H, W)
+    of these images. Returns the radius on the 0–1 scale for images of that shape."""
+    raise NotImplementedError  # your code here
+
+
+exercises.check(scale_epsilon)
+
+# %% [markdown]
+# **2 · Write it: PGD's projection step (§3.3.2).** After each ascent step PGD pulls the perturbation back into
+# the ε-ball. Complete `project` for a batch of perturbations: ℓ∞ clamps every value to [−ε, ε]; ℓ2 rescales
+# each example whose norm exceeds ε to norm ε and leaves the others alone.
+
+# %%
+def project(delta, norm, epsilon):
+    """delta: perturbations (N, C, H, W); norm: "l2" or "linf"; epsilon on the 0–1 scale.
+    Returns the projected perturbations, same shape."""
+    raise NotImplementedError  # your code here
+
+
+exercises.check(project)
+
+# %% [markdown]
+# **3 · Predict, then run: which perturbation is larger?** Section 3 ran PGD twice: in an ℓ2 ball and in an ℓ∞ box.
+
+# %%
+d = ds.x_train[0].numel()
+eps_l2 = SETTING["epsilon"]
+l2_bound, linf_bound = eps_l2 / 255 * (d / 3072) ** 0.5, 32 / 255 * d ** 0.5
+moved = {f"PGD ℓ2, ε = {eps_l2:g}": by_method["PGD ℓ2"]["perturbation_l2"],
+         "PGD ℓ∞, ε = 32": by_method["PGD ℓ∞ 32"]["perturbation_l2"]}
+(small, small_l2), (large, large_l2) = sorted(moved.items(), key=lambda kv: kv[1])
+size_answer = large if large_l2 > 1.15 * small_l2 else "about the same"
+size_question = exercises.predict(
+    "Measured in ℓ2 distance on the 0–1 scale, which attack changed the target images more before the trigger "
+    "went on?", choices=[*moved, "about the same"], answer=size_answer,
+    reason=f"The ℓ2 ball allows at most {l2_bound:.2f}; the ℓ∞ box allows {32 / 255:.3f} on each of the {d} "
+           f"pixels, up to {linf_bound:.2f} in ℓ2 at its corners, where PGD's sign steps push. Clipping to [0, 1] "
+           f"cuts that push wherever a pixel is already black or white. Measured: {large} moved the images "
+           f"{large_l2:.2f}, {small} {small_l2:.2f} on average.")
+
+# %%
+print(size_question.recap())
+fig, ax = plt.subplots(figsize=(6, 3))
+ax.bar([0, 1], [l2_bound, linf_bound], width=0.35, color="#bdc3c7", label="largest ℓ2 change allowed")
+ax.bar([0.35, 1.35], list(moved.values()), width=0.35, color="#c0392b", label="mean ℓ2 change PGD made")
+ax.set_xticks([0.175, 1.175], list(moved))
+ax.set_ylabel("ℓ2 distance (0–1 scale)")
+ax.legend(fontsize=8)
+plt.show()
+
+# %% [markdown]
+# **Going further** (open questions, no check). Switch the surrogate to `"standard"` or `"black-box"`
+# (`lc_run(surrogate=...)`): the thesis found adversarially trained surrogates matter most at large ε (§4.3) —
+# is that true here, and does the black-box surrogate (another architecture, a disjoint half of the data) still
+# beat the baseline (§4.6)? Set `TARGET` to another class and re-run: is every class equally easy to backdoor?
+# Use the loss-dynamics plot of section 6 to argue what makes a class easy.

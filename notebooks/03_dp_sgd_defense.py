@@ -35,7 +35,7 @@ import numpy as np
 from IPython.display import Markdown, display
 from matplotlib import pyplot as plt
 
-from labkit import config, data, experiments, plots, triggers, widgets
+from labkit import config, data, exercises, experiments, plots, triggers, widgets
 from labkit.defenses import dpsgd as dp
 from labkit.experiments import dpsgd as dpx
 from labkit.plots import dpsgd as dp_plots
@@ -192,12 +192,69 @@ display(Markdown(f"""
 # %% [markdown]
 # Read the table with the spread of section 2 in mind: a single digits run has a few hundred test images and
 # thirteen poisoned ones, so seed-to-seed differences of 20–30 points in attack success are normal.
-#
+
+# %% [markdown]
 # ## Exercises
-# 1. The noise DP-SGD adds has norm ≈ σ·C·√d / lot for d trainable parameters. Re-run section 2 with
-#    `width=16` (`experiments.run("dpsgd", width=16, ...)`). Does σ = 1 still protect? What does that say
-#    about reading "σ" as a security knob independent of the model?
-# 2. Group privacy predicts weaker protection as the poisoned group grows. Add `poison_fractions=[0.1]` to
-#    `dpx.sweep_grid` and compare with the 1% panel. Is the picture consistent with k·ε?
-# 3. Set `clip=1e6` (no clipping) with `noise_multiplier=0`: how far is that from the SGD baseline, and why
-#    does the thesis' footnote blame clipping for the σ = 0 vs SGD gap?
+# Two kinds. **Write it**: complete the function in the cell, run it, and `exercises.check(...)` tries it against
+# labkit's own implementation on random and edge-case inputs — ✓, or one hint at what is off. **Predict, then
+# run**: answer the question in its widget first (the reason shows once you answer), then run the next cell.
+# Stuck? The solutions are in `notebooks/solutions/03_dp_sgd_defense_solutions.py`.
+#
+# **1 · Predict, then run: is σ a knob independent of the model?** The lot's mean clipped gradient has norm at most
+# C, while the noise added to it has norm ≈ σ·C·√d / lot for d trainable parameters.
+
+# %%
+narrow, wide = min(dpx.WIDTHS), max(dpx.WIDTHS)
+width_question = exercises.predict(
+    f"Section 2 trained the GroupNorm CNN at width {sizes['width']}. Compare width {narrow} with width {wide} at "
+    f"the same σ = 1, C and lot size: going from {narrow} to {wide}, the noise relative to the largest possible "
+    "signal...", choices=["grows", "stays the same", "shrinks"], answer="grows",
+    reason="σ·C·√d / lot grows with the square root of the parameter count d, while clipping caps the signal at C "
+           "whatever the model's size. A wider model drowns in more noise at the same σ: it protects more and "
+           "costs more accuracy, so a σ that protects one model says little about another.")
+
+# %%
+print(width_question.recap())
+rows = []
+for w in dpx.WIDTHS:
+    model, _ = dpx.build_model(ds, w, SEED)
+    d = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    rows.append(f"| {w} | {d:,} | {d ** 0.5 / sizes['lot_size']:.2f} |")
+display(Markdown(f"| width | trainable parameters d | noise norm ÷ C at σ = 1 (lot {sizes['lot_size']}) |\n|---|---|---|\n"
+                 + "\n".join(rows)))
+
+# %% [markdown]
+# **2 · Write it: the per-example clip.** Section 1: DP-SGD clips each example's gradient to ℓ2 norm ≤ C.
+# Complete `clip_gradients` for a lot whose per-example gradients are the rows of a matrix: scale each row by
+# min(1, C/‖g‖) (Opacus divides by ‖g‖ + 10⁻⁶, so a zero gradient stays zero).
+
+# %%
+def clip_gradients(grads, max_norm):
+    """grads: (B, P) per-example gradients, one flattened gradient per row; max_norm: C.
+    Returns (B, P): every row with ℓ2 norm ≤ C, rows already that short unchanged."""
+    raise NotImplementedError  # your code here
+
+
+exercises.check(clip_gradients)
+
+# %% [markdown]
+# **3 · Write it: one noisy lot gradient.** Then DP-SGD sums the clipped gradients, adds Gaussian noise of
+# standard deviation σ·C *once* to the sum, and divides by the *expected* lot size (Opacus' `expected_batch_size`).
+# Complete `privatize`; `noise` is a standard normal draw (P,), so the noise to add is σ·C·noise. Use your
+# `clip_gradients`.
+
+# %%
+def privatize(grads, max_norm, noise_multiplier, lot_size, noise):
+    """grads (B, P) per-example gradients; max_norm C; noise_multiplier σ; lot_size: the expected lot size;
+    noise (P,) standard normal. Returns (P,): the gradient the SGD step uses."""
+    raise NotImplementedError  # your code here
+
+
+exercises.check(privatize)
+
+# %% [markdown]
+# **Going further** (open questions, no check). Re-run section 2 with `width=16` (`experiments.run("dpsgd",
+# width=16, ...)`): does σ = 1 still protect? Group privacy predicts weaker protection as the poisoned group
+# grows: add a larger fraction to `dpx.sweep_grid(poison_fractions=[...])` — is the picture consistent with k·ε?
+# Set `clip=1e6` (no clipping) with `noise_multiplier=0`: how far is that from the SGD baseline, and why does
+# the thesis' footnote blame clipping for the σ = 0 vs SGD gap?

@@ -41,7 +41,7 @@ import numpy as np
 from IPython.display import Markdown, display
 from matplotlib import pyplot as plt
 
-from labkit import config, experiments, pairs, plots, widgets
+from labkit import config, exercises, experiments, pairs, plots, widgets
 from labkit.bench import seconds
 from labkit.defenses import certified as cert
 from labkit.experiments import certified as certified_exp
@@ -197,12 +197,73 @@ display(Markdown(f"""
 # local minimum), so only the linear SVM is covered; and the argmax over F must be tractable, which is why
 # the feasible sets are spheres, slabs and simple integrity constraints. Data-dependent sanitizers have no
 # convex certificate at all, and section 4 shows why that matters.
-#
+
+# %% [markdown]
 # ## Exercises
-# 1. Add a **box** constraint x ∈ [0, 1]^D (valid pixels) to `sphere+slab`. Is the argmax over ball ∩ slab ∩ box
-#    still closed form? Write the support function of the box and add it to the SOCP.
-# 2. With the widget, find the radius percentile at which sphere+slab stops certifying ε = 0.3 (exact bound more
-#    than double the clean loss). How much clean data does that sanitizer discard?
-# 3. Run `labkit run certified --set dataset=mnist-1-7 epsilon=0.3 defense=sphere+slab` after downloading MNIST
-#    and compare its bound with the paper's MNIST-1-7 figure. Why is Algorithm 1's U* much closer to the exact
-#    bound there than on digits-1-7? (Hint: Proposition 1 and εn.)
+# Two kinds. **Write it**: complete the function in the cell, run it, and `exercises.check(...)` tries it against
+# labkit's own implementation on random and edge-case inputs — ✓, or one hint at what is off. **Predict, then
+# run**: answer the question in its widget first (the reason shows once you answer), then run the next cell.
+# Stuck? The solutions are in `notebooks/solutions/04_certified_defenses_solutions.py`.
+#
+# **1 · Write it: the sphere's support function.** Section 2's closed form starts from the ball alone:
+# max ⟨c, x⟩ over ‖x − o‖ ≤ r. Complete `sphere_support`: return the maximum and a point of the ball that reaches
+# it (Cauchy–Schwarz tells you both).
+
+# %%
+def sphere_support(c, centre, radius):
+    """c, centre: (D,) numpy arrays; radius ≥ 0. Returns (value, x): the largest ⟨c, x⟩ over the ball and an
+    x (D,) in the ball that reaches it."""
+    raise NotImplementedError  # your code here
+
+
+exercises.check(sphere_support)
+
+# %% [markdown]
+# **2 · Write it: the worst-case point (Algorithm 1's inner step).** For one label y the hinge loss
+# 1 − y(⟨w, x⟩ + b) is largest over that label's set where ⟨−y·w, x⟩ is: 1 − y·b + support(−y·w). Complete
+# `worst_point`: try both labels with `cert.support(c, fset.sets[label])` (it handles sphere ∩ slab), keep the
+# larger loss (on a tie, +1, tried first) and return (x, y, loss) with the loss clipped at 0 like the hinge.
+
+# %%
+def worst_point(theta, fset):
+    """theta: (D + 1,) numpy array, w then the bias b; fset: a cert.FeasibleSet, `fset.sets[+1.0]` and
+    `fset.sets[-1.0]` the two labels' sets. Returns (x (D,), y (+1.0 or -1.0), loss ≥ 0)."""
+    raise NotImplementedError  # your code here
+
+
+exercises.check(worst_point)
+
+# %% [markdown]
+# **3 · Predict, then run: what happens past the grid?**
+
+# %%
+i_def, beyond = grid["defense"].index(DEFENSE), min(1.0, 2 * max(EPSILONS))
+at_max = float(table["upper_bound_exact"][i_def, -1])
+past = experiments.run("certified", dataset=DATASET, epsilon=beyond, defense=DEFENSE, seed=SEED)["upper_bound_exact"]
+trend = "rises" if past > at_max * (1 + 1e-3) + 1e-6 else "stays the same"
+bound_question = exercises.predict(
+    f"Section 3's exact bound for {DEFENSE} reached {at_max:.4f} at ε = {max(EPSILONS):g}. Allow the attacker "
+    f"ε = {beyond:g}. The exact bound then...", choices=["falls", "stays the same", "rises"], answer=trend,
+    reason=f"For every θ, U(θ) = (1/n)·L(θ; D_c) + ε·max_F ℓ(θ) grows with ε (the max loss is ≥ 0), so its minimum "
+           f"can never fall. It stays flat once the best θ gives every feasible point margin ≥ 1: then ε multiplies "
+           f"0. Here it went {at_max:.4f} → {past:.4f}.")
+
+# %%
+print(bound_question.recap())
+fig, ax = plt.subplots(figsize=(6, 3.4))
+ax.plot(EPSILONS, table["upper_bound_exact"][i_def], "o-", color="#2d3436", label="exact bound (section 3)")
+ax.plot([beyond], [past], "*", ms=14, color="#c0392b", label=f"ε = {beyond:g}")
+ax.set_xlabel("ε (poisoned fraction)")
+ax.set_ylabel("loss (hinge, ÷ n)")
+ax.set_title(f"{DATASET}, {DEFENSE}")
+ax.legend(fontsize=8)
+plt.show()
+
+# %% [markdown]
+# **Going further** (open questions, no check). Add a **box** constraint x ∈ [0, 1]^D (valid pixels) to
+# `sphere+slab`: is the argmax over ball ∩ slab ∩ box still closed form? Write the support function of the box
+# and add it to the SOCP. With the widget, find the radius percentile at which sphere+slab stops certifying the
+# largest ε (exact bound more than double the clean loss): how much clean data does that sanitizer discard?
+# After `labkit data download mnist`, run `labkit run certified --set dataset=mnist-1-7 epsilon=0.3
+# defense=sphere+slab` and compare its bound with the paper's MNIST-1-7 figure: why is Algorithm 1's U* much
+# closer to the exact bound there than on digits-1-7? (Hint: Proposition 1 and εn.)

@@ -32,7 +32,7 @@ import torch
 from IPython.display import Markdown, display
 from matplotlib import pyplot as plt
 
-from labkit import config, data, experiments, plots, widgets
+from labkit import config, data, exercises, experiments, plots, widgets
 from labkit.defenses import neural_cleanse as nc
 from labkit.experiments import neural_cleanse as nc_exp
 from labkit.plots import neural_cleanse as nc_plots
@@ -209,10 +209,64 @@ display(Markdown(f"""
 
 # %% [markdown]
 # ## Exercises
-# 1. Push the widget to larger triggers. At what side does the target stop being flagged, and does the reversed
-#    mask still sit where the real trigger is? Compare with the paper's Fig. 12–13 (GTSRB has 43 labels: why
-#    does that help?).
-# 2. Run `labkit run neural-cleanse --set infected=false seed=S --json` for a few seeds. How often is a
-#    clean model flagged? What would more labels, or a larger `samples`, change?
-# 3. Unlearning with the reversed trigger of a *wrongly* flagged label: run the clean model's mitigation
-#    (`infected=false`) and compare its clean accuracy before and after. Is patching false positives cheap?
+# Two kinds. **Write it**: complete the function in the cell, run it, and `exercises.check(...)` tries it against
+# labkit's own implementation on random and edge-case inputs — ✓, or one hint at what is off. **Predict, then
+# run**: answer the question in its widget first (the reason shows once you answer), then run the next cell.
+# Stuck? The solutions are in `notebooks/solutions/05_neural_cleanse_solutions.py`.
+#
+# **1 · Write it: the MAD anomaly index.** Section 3 wrote the outlier test out. Now write it yourself, as a
+# function: each label's |v − median| divided by 1.4826 × the median absolute deviation. Mind the median of an
+# even number of labels.
+
+# %%
+def anomaly_index(norms):
+    """norms: (L,) float tensor, one reversed trigger's mask norm ‖m‖₁ per label. Returns (L,) anomaly indices."""
+    raise NotImplementedError  # your code here
+
+
+exercises.check(anomaly_index)
+
+# %% [markdown]
+# **2 · Write it: every image under every label's trigger.** Section 1's batched search stamps each candidate
+# trigger on every image at once, x' = (1 − m)⊙x + m⊙p. Complete `stamp_all` with broadcasting (no loops).
+
+# %%
+def stamp_all(x, masks, patterns):
+    """x: images (B, C, H, W); masks: (L, H, W) in [0, 1]; patterns: (L, C, H, W) in [0, 1], one per label.
+    Returns (L, B, C, H, W): image b under label l's trigger."""
+    raise NotImplementedError  # your code here
+
+
+exercises.check(stamp_all)
+
+# %% [markdown]
+# **3 · Predict, then run: is patching a false positive cheap?** Section 2's clean model has no backdoor, but
+# mitigation still unlearned the trigger reversed for its smallest label.
+
+# %%
+patched = clean["unlearning"]
+accuracy_change = patched["reversed"]["clean_accuracy"] - patched["before"]["clean_accuracy"]
+drop, same, rise = "it drops by more than 2 points", "it changes by at most 2 points", "it rises by more than 2 points"
+patch_answer = drop if accuracy_change < -0.02 else rise if accuracy_change > 0.02 else same
+patch_question = exercises.predict(
+    f"Unlearning fine-tuned the clean model on clean images, 20% of them stamped with the trigger reversed for "
+    f"label {' and '.join(map(str, clean['mitigated_labels']))}, every image keeping its true label. The clean "
+    "model's accuracy...",
+    choices=[drop, same, rise], answer=patch_answer,
+    reason=f"Unlearning never teaches a wrong label: stamped images keep their own, so the model only learns to "
+           f"ignore a small pattern it did not need, and gets a little more clean training on the way. Here: "
+           f"{patched['before']['clean_accuracy']:.1%} → {patched['reversed']['clean_accuracy']:.1%} "
+           f"({100 * accuracy_change:+.1f} points).")
+
+# %%
+print(patch_question.recap())
+fig, ax = plt.subplots(figsize=(7.5, 3.6))
+nc_plots.unlearning_bars(ax, patched)
+ax.set_title("clean model: unlearning a false positive's reversed trigger, the real one, or clean images")
+plt.show()
+
+# %% [markdown]
+# **Going further** (open questions, no check). Push section 6's widget to larger triggers: at what side does the
+# target stop being flagged, and does the reversed mask still sit where the real trigger is (the paper's Fig.
+# 12–13)? Run `labkit run neural-cleanse --set infected=false seed=S --json` for a few seeds: how often is a
+# clean model flagged, and what would more labels (GTSRB has 43), or a larger `samples`, change?

@@ -37,7 +37,7 @@ SEED = 0
 from IPython.display import Markdown, display
 from matplotlib import pyplot as plt
 
-from labkit import config, data, experiments, plots, widgets
+from labkit import config, data, exercises, experiments, plots, widgets
 from labkit.defenses import strip
 from labkit.experiments import fine_pruning as fpx
 from labkit.plots import fine_pruning as fplots
@@ -246,9 +246,65 @@ display(Markdown(f"""
 
 # %% [markdown]
 # ## Exercises
-# 1. Move the pruning percent with the widget and find where fine-pruning starts to cost accuracy. Then pass
-#    `finetune_lr=5e-4` to `experiments.run("fine-pruning", ...)`: what does a smaller budget leave behind?
-# 2. Rerun section 5 with `attacker_prune_percent=30` and `80`. How many decoys does the attacker need
-#    before the defender's pruning stops hurting the backdoor?
-# 3. STRIP assumes the trigger dominates the prediction whatever it is blended with. Try
-#    `experiments.run("strip", amplitude=32, ...)` (a faint trigger): what happens to the two histograms?
+# Two kinds. **Write it**: complete the function in the cell, run it, and `exercises.check(...)` tries it against
+# labkit's own implementation on random and edge-case inputs — ✓, or one hint at what is off. **Predict, then
+# run**: answer the question in its widget first (the reason shows once you answer), then run the next cell.
+# Stuck? The solutions are in `notebooks/solutions/06_fine_pruning_and_strip_solutions.py`.
+#
+# **1 · Write it: which channels fine-pruning removes.** Section 2 pruned "the most dormant k%". Complete
+# `dormant_channels`: from each last-conv channel's mean activation on clean images, return the indices of the
+# round(k/100 · C) least active channels.
+
+# %%
+def dormant_channels(activations, percent):
+    """activations: (C,) mean activation of each channel on clean data; percent: k in [0, 100].
+    Returns the indices (a 1-D int tensor) of the channels to prune."""
+    raise NotImplementedError  # your code here
+
+
+exercises.check(dormant_channels)
+
+# %% [markdown]
+# **2 · Write it: STRIP's entropy.** Section 7: each input is blended with N clean images and the model predicts
+# every copy. Complete `strip_entropy`: the Shannon entropy in bits, over the classes, of each copy's prediction,
+# averaged over the input's copies (0·log 0 counts as 0).
+
+# %%
+def strip_entropy(probs):
+    """probs: (B, N, M) softmax outputs for B inputs × N blended copies × M classes.
+    Returns (B,): each input's STRIP score (low = suspicious)."""
+    raise NotImplementedError  # your code here
+
+
+exercises.check(strip_entropy)
+
+# %% [markdown]
+# **3 · Predict, then run: STRIP against a faint trigger.** STRIP assumes the trigger dominates the prediction
+# whatever it is blended with. Take the same BadNets attack with the trigger at amplitude 32/255 instead of 255.
+
+# %%
+faint = experiments.run("strip", frr=0.05, amplitude=32.0, **victim)
+change = faint["far"] - screen["far"]
+more, same, fewer = "more get through (FAR rises)", "about as many (FAR within 5 points)", "fewer get through (FAR falls)"
+faint_answer = more if change > 0.05 else fewer if change < -0.05 else same
+faint_question = exercises.predict(
+    f"At full amplitude STRIP let {screen['far']:.0%} of the triggered inputs through (target FRR 5%). With the "
+    "faint trigger, how many triggered inputs get through?", choices=[more, same, fewer], answer=faint_answer,
+    reason=f"Blending adds a whole clean image to the input and clips: a faint ±32/255 pattern drowns in it, so the "
+           f"blended copies stop agreeing on the target and their entropy rises towards clean inputs'. Here the "
+           f"triggered inputs' mean entropy went {screen['trojan_mean_entropy']:.2f} → {faint['trojan_mean_entropy']:.2f} "
+           f"bits (clean: {faint['benign_mean_entropy']:.2f}) and the FAR {screen['far']:.1%} → {faint['far']:.1%}.")
+
+# %%
+print(faint_question.recap())
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), sharex=True)
+for ax, (name, run) in zip(axes, (("amplitude 255", screen), ("amplitude 32", faint))):
+    fplots.entropy_histograms(ax, run["benign_entropies"], run["trojan_entropies"], run["threshold"])
+    ax.set_title(f"{name}: FRR {run['frr']:.1%}, FAR {run['far']:.1%}")
+plt.show()
+
+# %% [markdown]
+# **Going further** (open questions, no check). Move the pruning percent with section 4's widget and find where
+# fine-pruning starts to cost accuracy; then pass `finetune_lr=5e-4` to `experiments.run("fine-pruning", ...)`:
+# what does a smaller budget leave behind? Rerun section 5 with `attacker_prune_percent=30` and `80`: how many
+# decoys does the attacker need before the defender's pruning stops hurting the backdoor?

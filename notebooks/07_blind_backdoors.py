@@ -39,7 +39,7 @@ import numpy as np
 from IPython.display import Markdown, display
 from matplotlib import pyplot as plt
 
-from labkit import config, data, experiments, plots, triggers, widgets
+from labkit import config, data, exercises, experiments, plots, triggers, widgets
 from labkit.attacks import blind, calculator, mgda
 from labkit.experiments import blind as blind_exp
 from labkit.plots import blind as blind_plots
@@ -278,11 +278,72 @@ display(Markdown(f"**This run.** {mgda_reading(results['pixel'])}"))
 # trust. STRIP and gradient shaping look at inputs or gradient magnitudes — a backdoor computed inside the
 # loss is present in every batch and survives both. The paper's proposed mitigations are certified
 # robustness and, above all, a **trusted computational graph**: verify the loss code, not the data.
-#
+
+# %% [markdown]
 # ## Exercises
-# 1. Set a threshold `T` (`experiments.run("blind", threshold=0.5, ...)`): how late does the attack switch on
-#    (`attack_active_fraction`), and does the backdoor still reach 90%? Why would an attacker want that?
-# 2. Compare MGDA's normalisations (`loss`, `loss+`, `l2`, `none`) in the widget. Which one gives the backdoor
-#    task the most weight, and what happens to the main task?
-# 3. Train the evasion attack with `balance="fixed"` and different `evasion_scale` / `nc_lambda`. Can you push
-#    the anomaly index below 2 on every seed without losing main-task accuracy?
+# Two kinds. **Write it**: complete the function in the cell, run it, and `exercises.check(...)` tries it against
+# labkit's own implementation on random and edge-case inputs — ✓, or one hint at what is off. **Predict, then
+# run**: answer the question in its widget first (the reason shows once you answer), then run the next cell.
+# Stuck? The solutions are in `notebooks/solutions/07_blind_backdoors_solutions.py`.
+#
+# **1 · Write it: MGDA's two-task weight.** With two tasks the min-norm point of the hull is closed form:
+# ‖γ·g1 + (1 − γ)·g2‖² is a parabola in γ. Complete `two_task_gamma`: its minimiser, clipped to [0, 1]. What
+# should it return when the two gradients are identical?
+
+# %%
+def two_task_gamma(g1, g2):
+    """g1, g2: gradient tensors of equal shape (flatten them). Returns γ in [0, 1], the weight of g1, minimising
+    ‖γ·g1 + (1 − γ)·g2‖."""
+    raise NotImplementedError  # your code here
+
+
+exercises.check(two_task_gamma)
+
+# %% [markdown]
+# **2 · Write it: the blind loss' weights.** Section 4: before solving, `loss+` divides each task's gradient by
+# its loss × its norm, capped at 10 as in the paper's code (plus 10⁻⁵ against a zero divisor):
+# g / (min(loss·‖g‖, 10) + 10⁻⁵). Complete `mgda_weights` with your `two_task_gamma`.
+
+# %%
+def mgda_weights(g_main, g_backdoor, loss_main, loss_backdoor):
+    """Gradient tensors of the main and backdoor losses (same shape) and the two losses (floats).
+    Returns (α0, α1): the main and backdoor tasks' weights (a pair of floats, or a (2,) tensor)."""
+    raise NotImplementedError  # your code here
+
+
+exercises.check(mgda_weights)
+
+# %% [markdown]
+# **3 · Predict, then run: where does MGDA put the weight?** "Reading the table" says a vanishing gradient pulls
+# the min-norm point towards its task. Put a number on it.
+
+# %%
+vector = ds.x_test.new_tensor  # a float tensor from a list, without importing torch here
+alpha0 = mgda.two_task_gamma(vector([10.0, 0.0]), vector([0.0, 1.0]))
+weight_question = exercises.predict(
+    "Two orthogonal task gradients: the main task's has length 10, the backdoor's length 1 (no normalisation). "
+    "What weight α0 does MGDA give the main task? (a number in [0, 1])", answer=alpha0, tolerance=0.02,
+    reason=f"For orthogonal gradients the min-norm point weighs each task by the other one's squared length: "
+           f"α0 = 1²/(10² + 1²) = {alpha0:.4f}. The *shorter* gradient gets the weight, so as the backdoor's "
+           "gradient shrinks it pulls α ever harder — without normalisation, and with `loss+` whenever a task's "
+           "normalised gradient is the shorter one, α0 can fall to ~0 and the main task starves.")
+
+# %%
+print(weight_question.recap())
+ratios = np.logspace(-2, 2, 41)
+alphas = [mgda.two_task_gamma(vector([r, 0.0]), vector([0.0, 1.0])) for r in ratios]
+fig, ax = plt.subplots(figsize=(6, 3.2))
+ax.semilogx(ratios, alphas, color="#2d3436")
+ax.plot([10], [alpha0], "*", ms=14, color="#c0392b", label="the question: ‖g_main‖ = 10·‖g_backdoor‖")
+ax.set_xlabel("‖g_main‖ / ‖g_backdoor‖ (orthogonal gradients)")
+ax.set_ylabel("α0 (main task's weight)")
+ax.legend(fontsize=8)
+plt.show()
+
+# %% [markdown]
+# **Going further** (open questions, no check). Set a threshold `T` (`experiments.run("blind", threshold=0.5,
+# ...)`): how late does the attack switch on (`attack_active_fraction`), and does the backdoor still work? Why
+# would an attacker want that? Compare MGDA's normalisations in section 8's widget: which gives the backdoor the
+# most weight, and what happens to the main task? Train the evasion attack with `balance="fixed"` and other
+# `evasion_scale` / `nc_lambda`: can you push the anomaly index below 2 on every seed without losing main-task
+# accuracy?
