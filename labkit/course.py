@@ -8,14 +8,16 @@ last cell one more cell reads `labkit.train.trainings_run()`: how many models th
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from labkit import config, paths
+from labkit import cache, config, paths
 from labkit.errors import LabkitError
+from labkit.files import atomic_write_bytes
 
 NOTEBOOK_DIR = paths.PROJECT_ROOT / "notebooks"
 COUNT_MARK = "LABKIT_TRAININGS="
@@ -93,11 +95,14 @@ def default_jobs() -> int:
 
 
 def warm(profile: str | None = None, names: list[str] | None = None, jobs: int | None = None,
-         progress: bool = True) -> dict[str, dict]:
+         progress: bool = True, client=None) -> dict[str, dict]:
     """Execute the notebooks of `profile` (None: the active one) so that every experiment they show is
-    cached: {notebook: {"seconds", "trainings"}}. `jobs` notebooks run at once (default `default_jobs()`)."""
+    cached: {notebook: {"seconds", "trainings"}}. `jobs` notebooks run at once (default `default_jobs()`);
+    with a Dask `client` each notebook runs on a worker instead (`warm_on_cluster`)."""
     profile = config.profile(profile).name
     chosen = select(names)
+    if client is not None:
+        return warm_on_cluster(client, profile, [p.stem for p in chosen], progress=progress)
     jobs = jobs or default_jobs()
     if jobs == 1:
         return {p.stem: execute(p, profile, progress=progress) for p in chosen}
@@ -105,3 +110,35 @@ def warm(profile: str | None = None, names: list[str] | None = None, jobs: int |
         futures = {p.stem: pool.submit(execute, p, profile, progress=progress, position=i)
                    for i, p in enumerate(chosen)}
         return {name: future.result() for name, future in futures.items()}
+
+
+def warm_notebook(stem: str, profile: str) -> dict:
+    """On a Dask worker: run notebook `stem` into an empty temporary cache and return {"seconds",
+    "trainings", "entries": {path relative to the cache: bytes}} — the entries it computed."""
+    with tempfile.TemporaryDirectory(prefix="labkit-warm-") as folder:
+        cost = execute(select([stem])[0], profile, cache_dir=Path(folder), progress=False)
+        entries = {str(p.relative_to(folder)): p.read_bytes() for p in Path(folder).rglob("*.pt")}
+    return {**cost, "entries": entries}
+
+
+def warm_on_cluster(client, profile: str, stems: list[str], progress: bool = True) -> dict[str, dict]:
+    """Each notebook executed on a worker (which needs this checkout and the datasets); the entries it
+    computed are written into this machine's cache as they arrive — valid entries only, existing ones kept."""
+    from distributed import as_completed
+
+    root = paths.cache_dir()
+    futures = {client.submit(warm_notebook, stem, profile, pure=False): stem for stem in stems}
+    done = {}
+    bar = tqdm(total=len(stems), desc=f"warm {profile} (dask)", **({} if progress else {"disable": True}))
+    for future in as_completed(list(futures)):
+        result = future.result()
+        written = 0
+        for relative, blob in result.pop("entries").items():
+            target = root / relative
+            if not target.exists():
+                atomic_write_bytes(blob, target)
+                written += cache.read(target) is not None  # a damaged transfer is deleted, not kept
+        done[futures[future]] = {**result, "entries_written": written}
+        bar.update()
+    bar.close()
+    return {stem: done[stem] for stem in stems}

@@ -29,7 +29,7 @@ from labkit.knobs import Param
 from labkit.train import progress_kwargs
 
 __all__ = ["Param", "Config", "DATASET", "TARGET", "SEED", "POISON_FRACTION", "check_target", "register", "run",
-           "resolve", "sweep", "names", "get", "entry_path", "grid_configs", "as_array", "public", "discover"]
+           "resolve", "cached", "store", "sweep", "names", "get", "entry_path", "grid_configs", "as_array", "public", "discover"]
 
 
 class Config(Mapping):
@@ -193,6 +193,29 @@ def run(name: str, *, profile: str | None = None, use_cache: bool = True, **over
     return {**result, "config": dict(cfg)}
 
 
+def cached(name: str, *, profile: str | None = None, **overrides) -> dict | None:
+    """The cached result of `run(name, profile=profile, **overrides)`, or None when it is not on disk (or is
+    corrupt, which removes it): nothing is computed."""
+    experiment = get(name)
+    cfg = experiment.resolve(overrides, profile)
+    path = cache.entry_path(name, dict(cfg), cfg.profile.name, module=experiment.fn.__module__)
+    result = cache.read(path, name, experiment.summary)
+    return None if result is None else {**result, "config": dict(cfg)}
+
+
+def store(name: str, result: dict, *, profile: str | None = None, **overrides) -> None:
+    """Write `result` — computed elsewhere, e.g. on a Dask worker, by `run(..., use_cache=False)` without its
+    "config" — into this machine's cache as `run(name, profile=profile, **overrides)`'s entry."""
+    experiment = get(name)
+    cfg = experiment.resolve(overrides, profile)
+    missing = [k for k in experiment.summary if k not in result]
+    if missing:
+        raise LabkitError(f"a result of {name!r} without {missing[0]!r} cannot be cached")
+    path = cache.entry_path(name, dict(cfg), cfg.profile.name, module=experiment.fn.__module__)
+    cache.ensure_writable(path.parent)
+    cache.write(path, name, {k: v for k, v in result.items() if k != "config"})
+
+
 def resolve(name: str, profile: str | None = None, **overrides) -> Config:
     """The validated `Config` that `run(name, profile=profile, **overrides)` computes from."""
     return get(name).resolve(overrides, profile)
@@ -212,8 +235,13 @@ def grid_configs(grid: dict[str, list]) -> list[dict]:
 
 
 def sweep(name: str, grid: dict[str, list], *, profile: str | None = None, progress: bool = True,
-          **fixed) -> list[dict]:
-    """`run` over every combination of `grid` (with `fixed` settings); results in grid order."""
+          client=None, **fixed) -> list[dict]:
+    """`run` over every combination of `grid` (with `fixed` settings); results in grid order. With a Dask
+    `client` (`labkit.distributed.client_for`), the points not cached here run on its cluster."""
+    if client is not None:
+        from labkit import distributed
+
+        return distributed.sweep(client, name, grid, profile=profile, progress=progress, **fixed)
     configs = grid_configs(grid)
     experiment = get(name)
     for cfg in configs:
