@@ -17,7 +17,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 export MALLOC_MMAP_THRESHOLD_ := 33554432
 export MALLOC_TRIM_THRESHOLD_ := 268435456
 
-.PHONY: lab test setup notebooks bench warm clean-cache
+.PHONY: lab test test-browser setup notebooks bench warm clean-cache site
 
 setup: $(STAMP)
 
@@ -38,12 +38,21 @@ lab: notebooks
 test: notebooks
 	LABKIT_PROFILE=ci $(PY) -m pytest tests notebooks --nbmake --nbmake-timeout=600
 
+# JupyterLab in headless chromium (Debian's /usr/bin/chromium, driven by playwright): run every cell of two
+# notebooks, move a control, screenshots in data/browser/. `make test` skips it; .ci/run runs both.
+test-browser: notebooks
+	LABKIT_PROFILE=ci LABKIT_BROWSER_TEST=1 $(PY) -m pytest tests/browser -v
+
 bench: $(STAMP)
 	$(VENV)/bin/labkit bench
 
 # Fill the cache for every notebook before a seminar: make warm PROFILE=lab (JOBS=N notebooks at once)
 warm: notebooks
 	$(VENV)/bin/labkit warm --profile $(or $(PROFILE),lab) $(if $(JOBS),--jobs $(JOBS),)
+
+# The course as static HTML: make site PROFILE=lab (the default) → data/site/index.html; quick once the cache is warm
+site: $(STAMP)
+	$(VENV)/bin/labkit site --profile $(or $(PROFILE),lab)
 
 clean-cache:
 	rm -rf data/cache

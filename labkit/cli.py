@@ -151,7 +151,13 @@ def cmd_sweep(args) -> None:
     configs = [{**fixed, **cfg} for cfg in experiments.grid_configs(grid)]
     for cfg in configs:
         experiment.resolve(cfg)  # every bad value is reported before any work starts
-    if args.jobs == 1:
+    scheduler = args.scheduler or os.environ.get("LABKIT_SCHEDULER", "").strip()
+    if scheduler:
+        from labkit import distributed
+
+        with distributed.connect(scheduler) as client:
+            results = [experiments.public(r) for r in experiments.sweep(args.experiment, grid, client=client, **fixed)]
+    elif args.jobs == 1:
         results = [experiments.public(experiments.run(args.experiment, **cfg)) for cfg in configs]
     else:
         import multiprocessing
@@ -204,7 +210,14 @@ def cmd_bench(args) -> None:
 def cmd_warm(args) -> None:
     from labkit import course
 
-    done = course.warm(args.warm_profile, args.notebooks or None, jobs=args.jobs)
+    scheduler = args.scheduler or os.environ.get("LABKIT_SCHEDULER", "").strip()
+    if scheduler:
+        from labkit import distributed
+
+        with distributed.connect(scheduler) as client:
+            done = course.warm(args.warm_profile, args.notebooks or None, client=client)
+    else:
+        done = course.warm(args.warm_profile, args.notebooks or None, jobs=args.jobs)
     for name, row in done.items():
         print(f"{name:36s} {row['seconds']:8.1f} s  {row['trainings']} trainings")
 
@@ -213,6 +226,15 @@ def cmd_cache(args) -> None:
     from labkit import cache
 
     print(f"removed {cache.clear(args.profile)} cached results")
+
+
+def cmd_site(args) -> None:
+    from labkit import site
+
+    done = site.build(args.site_profile, args.out, args.notebooks or None)
+    failed = [name for name, row in done["notebooks"].items() if row["error"]]
+    if failed:
+        raise LabkitError(f"the site was built, but {', '.join(failed)} stopped with an error (see its page)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -243,6 +265,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", nargs="+", action="extend", default=[], metavar="KEY=V1,V2,...")
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
     p.add_argument("--jobs", type=positive_int, default=1, help="parallel processes (an int >= 1)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the grid on a Dask cluster: tcp://host:8786, or local:N workers here "
+                        "(default: LABKIT_SCHEDULER; results are written to this machine's cache)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_sweep)
 
@@ -257,7 +282,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", dest="warm_profile", choices=("ci", "lab", "paper"), help="profile to warm")
     p.add_argument("--jobs", type=positive_int, default=None,
                    help="notebooks at once (default: cores / threads per experiment)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run each notebook on a Dask worker (tcp://host:8786 or local:N; default LABKIT_SCHEDULER); "
+                        "the entries they compute are written to this machine's cache")
     p.set_defaults(fn=cmd_warm)
+
+    p = sub.add_parser("site", help="the course as static HTML: run the notebooks, write their pages and a course map")
+    p.add_argument("notebooks", nargs="*", help="notebook names or numbers (default: all)")
+    p.add_argument("--profile", dest="site_profile", choices=("ci", "lab", "paper"), help="profile to run them in")
+    p.add_argument("--out", default=None, help="output folder (default: data/site)")
+    p.set_defaults(fn=cmd_site)
 
     p = sub.add_parser("cache", help="manage cached results")
     p.add_argument("action", choices=("clear",))
