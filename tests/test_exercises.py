@@ -292,17 +292,6 @@ def test_a_verdict_shows_nothing_more_in_a_notebook():
 
 # --- predict, then run ---
 
-@pytest.fixture
-def shell(tmp_path, monkeypatch):
-    """A real IPython shell (as in a kernel, less the frontend), so that display() records its outputs."""
-    from IPython.core.interactiveshell import InteractiveShell
-    from traitlets.config import Config
-
-    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
-    config = Config()
-    config.HistoryManager.enabled = False
-    yield InteractiveShell.instance(config=config)
-    InteractiveShell.clear_instance()
 
 
 def test_a_choice_question_reveals_the_reason_once_answered(shell):

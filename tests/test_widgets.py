@@ -3,7 +3,6 @@ import asyncio
 import base64
 
 import ipywidgets
-import pytest
 from IPython.core.formatters import DisplayFormatter
 from IPython.display import display
 from IPython.utils.capture import capture_output
@@ -58,17 +57,6 @@ def draw(calls):
     return plot
 
 
-@pytest.fixture
-def shell(tmp_path, monkeypatch):
-    """A real IPython shell (as in a kernel, less the frontend), removed again afterwards."""
-    from traitlets.config import Config
-    from IPython.core.interactiveshell import InteractiveShell
-
-    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
-    config = Config()
-    config.HistoryManager.enabled = False
-    yield InteractiveShell.instance(config=config)
-    InteractiveShell.clear_instance()
 
 
 def figures(outputs) -> list[str]:
