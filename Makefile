@@ -46,9 +46,10 @@ test-browser: notebooks
 bench: $(STAMP)
 	$(VENV)/bin/labkit bench
 
-# Fill the cache for every notebook before a seminar: make warm PROFILE=lab (JOBS=N notebooks at once)
+# Fill the cache for every notebook before a seminar: make warm PROFILE=lab (JOBS=N notebooks at once;
+# WIDGETS=1 every widget position too)
 warm: notebooks
-	$(VENV)/bin/labkit warm --profile $(or $(PROFILE),lab) $(if $(JOBS),--jobs $(JOBS),)
+	$(VENV)/bin/labkit warm --profile $(or $(PROFILE),lab) $(if $(JOBS),--jobs $(JOBS),) $(if $(WIDGETS),--widgets,)
 
 # The course as static HTML: make site PROFILE=lab (the default) → data/site/index.html; quick once the cache is warm
 site: $(STAMP)

@@ -215,9 +215,9 @@ def cmd_warm(args) -> None:
         from labkit import distributed
 
         with distributed.connect(scheduler) as client:
-            done = course.warm(args.warm_profile, args.notebooks or None, client=client)
+            done = course.warm(args.warm_profile, args.notebooks or None, client=client, widgets=args.widgets)
     else:
-        done = course.warm(args.warm_profile, args.notebooks or None, jobs=args.jobs)
+        done = course.warm(args.warm_profile, args.notebooks or None, jobs=args.jobs, widgets=args.widgets)
     for name, row in done.items():
         print(f"{name:36s} {row['seconds']:8.1f} s  {row['trainings']} trainings")
 
@@ -285,6 +285,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run each notebook on a Dask worker (tcp://host:8786 or local:N; default LABKIT_SCHEDULER); "
                         "the entries they compute are written to this machine's cache")
+    p.add_argument("--widgets", action="store_true",
+                   help="also every position the notebooks' widgets offer (far more compute: a room warmed overnight)")
     p.set_defaults(fn=cmd_warm)
 
     p = sub.add_parser("site", help="the course as static HTML: run the notebooks, write their pages and a course map")

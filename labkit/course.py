@@ -3,10 +3,15 @@
 
 A notebook runs in its own Jupyter kernel (nbclient), from `notebooks/`, with `LABKIT_PROFILE` set; its
 experiments fill the cache as they finish, so an interrupted warm-up resumes where it stopped. After the
-last cell one more cell reads `labkit.train.trainings_run()`: how many models the notebook trained.
+last cell one more cell reports what the kernel computed: how many models it trained
+(`labkit.train.trainings_run()`) and which experiments it computed rather than read from the cache, with
+their own seconds (`labkit.experiments.computed()`) — where a notebook's time goes. With `widgets=True`, a
+cell before that one visits every position of every widget the notebook displayed
+(`labkit.widgets.visit_every_position`), so that each move afterwards replots from the cache.
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -20,7 +25,7 @@ from labkit.errors import LabkitError
 from labkit.files import atomic_write_bytes
 
 NOTEBOOK_DIR = paths.PROJECT_ROOT / "notebooks"
-COUNT_MARK = "LABKIT_TRAININGS="
+COST_MARK = "LABKIT_COST="
 CELL_TIMEOUT = 3600  # seconds one cell may take (a paper-profile sweep cell is long)
 
 
@@ -47,17 +52,23 @@ def select(names: list[str] | None) -> list[Path]:
 
 
 def execute(path: Path, profile: str, *, cache_dir: Path | None = None, progress: bool = True,
-            position: int = 0) -> dict:
+            position: int = 0, widgets: bool = False) -> dict:
     """Run every cell of notebook `path` in a fresh kernel in `profile` (and `cache_dir`, default the
-    project's cache). Returns {"seconds": wall seconds, "trainings": models trained}; a failing cell raises
-    a one-line LabkitError naming the notebook and the error."""
+    project's cache); with `widgets`, then every position of its widgets. Returns {"seconds": wall seconds,
+    "trainings": models trained, "computed": {experiment: {"count", "seconds"}}}; a failing cell raises a
+    one-line LabkitError naming the notebook and the error."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
     notebook = nbformat.read(path, as_version=4)
+    if widgets:
+        notebook.cells.append(nbformat.v4.new_code_cell(
+            "from labkit import widgets as _widgets; _widgets.visit_every_position()"))
     notebook.cells.append(nbformat.v4.new_code_cell(
-        f"from labkit import train as _train; print('{COUNT_MARK}' + str(_train.trainings_run()))"))
+        "import json as _json; from labkit import experiments as _experiments, train as _train; "
+        f"print('{COST_MARK}' + _json.dumps({{'trainings': _train.trainings_run(), "
+        "'computed': _experiments.computed()}))"))
     env = {"LABKIT_PROFILE": profile, "TQDM_DISABLE": "1", "MPLBACKEND": "Agg"}
     if cache_dir is not None:
         env["LABKIT_CACHE_DIR"] = str(cache_dir)
@@ -77,15 +88,15 @@ def execute(path: Path, profile: str, *, cache_dir: Path | None = None, progress
     finally:
         bar.close()
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "trainings": _trainings(notebook.cells[-1])}
+    return {"seconds": seconds, **_cost(notebook.cells[-1])}
 
 
-def _trainings(cell) -> int | None:
+def _cost(cell) -> dict:
     for output in cell.get("outputs", []):
         for line in output.get("text", "").splitlines():
-            if line.startswith(COUNT_MARK):
-                return int(line[len(COUNT_MARK):])
-    return None
+            if line.startswith(COST_MARK):
+                return json.loads(line[len(COST_MARK):])
+    return {"trainings": None, "computed": {}}
 
 
 def default_jobs() -> int:
@@ -95,39 +106,42 @@ def default_jobs() -> int:
 
 
 def warm(profile: str | None = None, names: list[str] | None = None, jobs: int | None = None,
-         progress: bool = True, client=None) -> dict[str, dict]:
+         progress: bool = True, client=None, widgets: bool = False) -> dict[str, dict]:
     """Execute the notebooks of `profile` (None: the active one) so that every experiment they show is
-    cached: {notebook: {"seconds", "trainings"}}. `jobs` notebooks run at once (default `default_jobs()`);
-    with a Dask `client` each notebook runs on a worker instead (`warm_on_cluster`)."""
+    cached (with `widgets`, every position their widgets offer too): {notebook: {"seconds", "trainings",
+    "computed"}}. `jobs` notebooks run at once (default `default_jobs()`); with a Dask `client` each
+    notebook runs on a worker instead (`warm_on_cluster`)."""
     profile = config.profile(profile).name
     chosen = select(names)
     if client is not None:
-        return warm_on_cluster(client, profile, [p.stem for p in chosen], progress=progress)
+        return warm_on_cluster(client, profile, [p.stem for p in chosen], progress=progress, widgets=widgets)
     jobs = jobs or default_jobs()
     if jobs == 1:
-        return {p.stem: execute(p, profile, progress=progress) for p in chosen}
+        return {p.stem: execute(p, profile, progress=progress, widgets=widgets) for p in chosen}
     with ThreadPoolExecutor(max_workers=jobs) as pool:  # each thread drives its own kernel process
-        futures = {p.stem: pool.submit(execute, p, profile, progress=progress, position=i)
+        futures = {p.stem: pool.submit(execute, p, profile, progress=progress, position=i, widgets=widgets)
                    for i, p in enumerate(chosen)}
         return {name: future.result() for name, future in futures.items()}
 
 
-def warm_notebook(stem: str, profile: str) -> dict:
+def warm_notebook(stem: str, profile: str, widgets: bool = False) -> dict:
     """On a Dask worker: run notebook `stem` into an empty temporary cache and return {"seconds",
     "trainings", "entries": {path relative to the cache: bytes}} — the entries it computed."""
     with tempfile.TemporaryDirectory(prefix="labkit-warm-") as folder:
-        cost = execute(select([stem])[0], profile, cache_dir=Path(folder), progress=False)
+        cost = execute(select([stem])[0], profile, cache_dir=Path(folder), progress=False,
+                       widgets=widgets)
         entries = {str(p.relative_to(folder)): p.read_bytes() for p in Path(folder).rglob("*.pt")}
     return {**cost, "entries": entries}
 
 
-def warm_on_cluster(client, profile: str, stems: list[str], progress: bool = True) -> dict[str, dict]:
+def warm_on_cluster(client, profile: str, stems: list[str], progress: bool = True,
+                    widgets: bool = False) -> dict[str, dict]:
     """Each notebook executed on a worker (which needs this checkout and the datasets); the entries it
     computed are written into this machine's cache as they arrive — valid entries only, existing ones kept."""
     from distributed import as_completed
 
     root = paths.cache_dir()
-    futures = {client.submit(warm_notebook, stem, profile, pure=False): stem for stem in stems}
+    futures = {client.submit(warm_notebook, stem, profile, widgets, pure=False): stem for stem in stems}
     done = {}
     bar = tqdm(total=len(stems), desc=f"warm {profile} (dask)", **({} if progress else {"disable": True}))
     for future in as_completed(list(futures)):

@@ -13,12 +13,14 @@
 
 ipywidgets swallows exceptions raised in callbacks; a redraw catches them itself, shows the traceback
 where the figure would be, and keeps it in `Wired.errors`. Experiments are cached, so moving a control
-back to a visited value replots at once.
+back to a visited value replots at once — and after `visit_every_position()` (what `labkit warm --widgets`
+runs at the end of each notebook) every move does.
 """
 from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import traceback
 from dataclasses import dataclass, field
 from typing import Callable
@@ -26,6 +28,9 @@ from typing import Callable
 import ipywidgets as widgets
 from IPython.display import display
 from IPython.utils.capture import capture_output
+from tqdm.auto import tqdm
+
+from labkit.errors import LabkitError
 
 BUSY = "<i>computing… (training runs when a setting is not cached)</i>"
 DEBOUNCE_S = 0.3
@@ -119,6 +124,36 @@ class Wired:
         return f"<labkit widget: {', '.join(self.controls)}>"
 
 
+DISPLAYED: list[Wired] = []  # every widget `interact` displayed in this kernel, in order
+
+
+def positions(wired: Wired) -> list[dict]:
+    """Every combination of the values `wired`'s controls offer, {control name: value}, in grid order."""
+    names = list(wired.controls)
+    options = [wired.controls[name]._options_values for name in names]  # the values, not the labels
+    return [dict(zip(names, values)) for values in itertools.product(*options)]
+
+
+def visit_every_position(displayed: list[Wired] | None = None, progress: bool = True) -> int:
+    """Call each displayed widget's plot function at every position of its controls (figures discarded), so
+    that each experiment a move can ask for is computed and cached. Returns the positions visited; a failing
+    position raises a one-line LabkitError naming the widget and the values."""
+    import matplotlib.pyplot as plt
+
+    todo = [(wired, values) for wired in (DISPLAYED if displayed is None else displayed)
+            for values in positions(wired)]
+    for wired, values in tqdm(todo, desc="widget positions", disable=not progress):
+        try:
+            with capture_output():
+                wired.plot_fn(**values)
+        except Exception as error:  # noqa: BLE001 — named and re-raised as one line
+            raise LabkitError(f"widget {wired.plot_fn.__name__} failed at {values}: "
+                              f"{type(error).__name__}: {error}") from error
+        finally:
+            plt.close("all")
+    return len(todo)
+
+
 def interact(plot_fn: Callable[..., object], show_static: bool = True, **controls: widgets.ValueWidget) -> Wired:
     """Call `plot_fn(**defaults)` directly, then display `controls` with the live figure below them.
 
@@ -143,4 +178,5 @@ def interact(plot_fn: Callable[..., object], show_static: bool = True, **control
     bundle = {**fallback.get("data", {}), **wired.ui._repr_mimebundle_(),
               "text/plain": f"controls: {', '.join(controls)} (move them in JupyterLab)"}
     display(bundle, raw=True, metadata=fallback.get("metadata", {}))
+    DISPLAYED.append(wired)
     return wired

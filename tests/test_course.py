@@ -47,7 +47,7 @@ def test_bench_course_json_has_cold_warm_and_units(monkeypatch, capsys):
     monkeypatch.setenv("LABKIT_PROFILE", "ci")  # restored afterwards (bench --profile switches the process)
     calls = []
 
-    def fake_execute(path, profile, *, cache_dir=None, progress=True, position=0):
+    def fake_execute(path, profile, *, cache_dir=None, progress=True, position=0, widgets=False):
         calls.append((path.stem, cache_dir))
         return {"seconds": 4.0 if len(calls) <= 2 else 1.0, "trainings": 3}
     monkeypatch.setattr(course, "execute", fake_execute)
@@ -57,5 +57,41 @@ def test_bench_course_json_has_cold_warm_and_units(monkeypatch, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["unit_seconds"] == 2.0 and out["profile"] == "ci"
     first = out["notebooks"]["01_badnets"]
-    assert first == {"cold_seconds": 4.0, "cold_units": 2.0, "trainings": 3, "warm_seconds": 1.0}
+    assert first == {"cold_seconds": 4.0, "cold_units": 2.0, "trainings": 3, "warm_seconds": 1.0, "computed": {}}
     assert len({cache for _, cache in calls}) == 1  # cold and warm share one temporary cache
+
+
+def test_the_unit_is_a_training_after_the_one_that_loads_the_data(monkeypatch):
+    readings = iter([0.0, 3.0, 10.0, 15.0, 20.0, 24.0])  # perf_counter around the timed runs: 3, 5, 4 s
+    monkeypatch.setattr(course_bench.time, "perf_counter", lambda: next(readings))
+    calls = []
+    monkeypatch.setattr(course_bench, "run", lambda name, **kw: calls.append((name, kw)))
+    assert course_bench.unit_seconds("ci") == 4.0  # the median; the first, untimed run loaded the data
+    assert len(calls) == 4 and all(kw["use_cache"] is False for _, kw in calls)
+
+
+def test_the_kernel_reports_what_it_computed_with_own_seconds(tmp_cache):
+    from labkit import experiments
+
+    before = experiments.computed().get("badnets", {"count": 0})["count"]
+    experiments.run("badnets", poison_fraction=0.1)
+    experiments.run("badnets", poison_fraction=0.1)  # cached: not computed again
+    after = experiments.computed()["badnets"]
+    assert after["count"] == before + 1 and after["seconds"] > 0
+
+
+def test_warm_with_widgets_visits_every_widget_position_in_the_kernel(tmp_path):
+    import nbformat
+
+    notebook = tmp_path / "01_widget.ipynb"
+    code = """from labkit import widgets, experiments
+def plot(poison_fraction):
+    experiments.run("badnets", poison_fraction=poison_fraction)
+widgets.interact(plot, poison_fraction=widgets.choice([0.05, 0.1, 0.2], 0.1, "p"))"""
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)]), notebook)
+    plain = course.execute(notebook, "ci", cache_dir=tmp_path / "cache", progress=False)
+    assert plain["computed"]["badnets"]["count"] == 1 and plain["trainings"] == 1
+    visited = course.execute(notebook, "ci", cache_dir=tmp_path / "cache", progress=False, widgets=True)
+    assert visited["computed"]["badnets"]["count"] == 2  # the two positions the first run had not cached
+    again = course.execute(notebook, "ci", cache_dir=tmp_path / "cache", progress=False, widgets=True)
+    assert again["trainings"] == 0 and again["computed"] == {}

@@ -129,3 +129,28 @@ def test_without_the_direct_call_errors_are_kept_not_raised():
     wired = widgets.interact(broken, show_static=False, a=widgets.choice([1], 1, "a"))
     assert len(wired.errors) == 1 and "plot is broken" in wired.errors[0]
     assert any("plot is broken" in o.get("text", "") for o in wired.figure.outputs)
+
+
+def test_visiting_every_position_calls_the_plot_at_each_combination_and_leaves_the_controls_alone():
+    calls = []
+    wired = widgets.interact(lambda a, b: calls.append((a, b)),
+                             a=widgets.choice([1, 2, 3], 2, "a"), b=widgets.dropdown([("ex", "x"), ("why", "y")], "y", "b"))
+    assert widgets.DISPLAYED[-1] is wired
+    calls.clear()
+    assert widgets.visit_every_position([wired], progress=False) == 6
+    assert calls == [(a, b) for a in (1, 2, 3) for b in ("x", "y")]  # the values, not the labels
+    assert wired.values() == {"a": 2, "b": "y"} and wired.status.value == ""
+
+
+def test_a_position_that_fails_is_one_line_naming_the_widget_and_its_values():
+    import pytest
+
+    from labkit.errors import LabkitError
+
+    def plot_setting(a):
+        if a == 3:
+            raise ValueError("no such run")
+
+    wired = widgets.interact(plot_setting, a=widgets.choice([1, 3], 1, "a"))
+    with pytest.raises(LabkitError, match=r"widget plot_setting failed at \{'a': 3\}: ValueError: no such run"):
+        widgets.visit_every_position([wired], progress=False)

@@ -17,6 +17,7 @@ import importlib
 import itertools
 import math
 import pkgutil
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
@@ -29,7 +30,7 @@ from labkit.knobs import Param
 from labkit.train import progress_kwargs
 
 __all__ = ["Param", "Config", "DATASET", "TARGET", "SEED", "POISON_FRACTION", "check_target", "register", "run",
-           "resolve", "cached", "store", "sweep", "names", "get", "entry_path", "grid_configs", "as_array", "public", "discover"]
+           "resolve", "cached", "store", "sweep", "computed", "names", "get", "entry_path", "grid_configs", "as_array", "public", "discover"]
 
 
 class Config(Mapping):
@@ -184,13 +185,44 @@ def run(name: str, *, profile: str | None = None, use_cache: bool = True, **over
     cfg = experiment.resolve(overrides, profile)
 
     def compute() -> dict:
-        with config.reading_forbidden(name):
+        with config.reading_forbidden(name), _timed(name):
             result = experiment.fn(cfg)
         return {**{k: None for k in experiment.summary}, **result, "threads": config.threads(cfg.profile)}
 
     result = cache.memoize(name, dict(cfg), compute, profile=cfg.profile, enabled=use_cache,
                            required=experiment.summary, module=experiment.fn.__module__)
     return {**result, "config": dict(cfg)}
+
+
+# What this process computed (cache misses): experiment name → [count, own seconds]. "Own" excludes the time
+# spent in experiments it ran itself (a DP-SGD run computing its clean reference model counts that once,
+# under the reference). `labkit bench course` reads it to say where a notebook's time goes.
+_COMPUTED: dict[str, list] = {}
+_CHILD_SECONDS: list[float] = []  # one accumulator per experiment being computed, innermost last
+
+
+class _timed:
+    def __init__(self, name: str):
+        self.name = name
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+        _CHILD_SECONDS.append(0.0)
+
+    def __exit__(self, *exc):
+        total = time.perf_counter() - self.start
+        own = total - _CHILD_SECONDS.pop()
+        if _CHILD_SECONDS:
+            _CHILD_SECONDS[-1] += total
+        count_seconds = _COMPUTED.setdefault(self.name, [0, 0.0])
+        count_seconds[0] += 1
+        count_seconds[1] += own
+
+
+def computed() -> dict[str, dict]:
+    """What this process computed rather than read from the cache: {experiment: {"count", "seconds"}}, seconds
+    being each experiment's own (the experiments it ran inside are listed under their own names)."""
+    return {name: {"count": count, "seconds": round(seconds, 2)} for name, (count, seconds) in _COMPUTED.items()}
 
 
 def cached(name: str, *, profile: str | None = None, **overrides) -> dict | None:
