@@ -77,7 +77,7 @@ plt.show()
 # steps match DP-SGD's clipped ones (`dp.baseline_lr`). Error bars: ± 1 std over seeds.
 #
 # *Cost.* DP-SGD needs per-example gradients (Opacus' ghost clipping: ≈ 3× a plain step). In the `lab`
-# profile this notebook trains ~40 models of the width-32 CNN — about 10–15 minutes on 2 CPU cores the first
+# profile this notebook trains ~40 models of the width-32 CNN — about 10–12 minutes on 2 CPU cores the first
 # time, instant from the cache afterwards. The `ci` profile (width 8, 6 epochs) runs in under a minute, but
 # its numbers are not the lesson: how much σ protects depends on the model's size (exercise 1).
 
@@ -104,8 +104,8 @@ plt.show()
 # ## 4 · A second trigger: the small central 'x' (§5.5)
 
 # %%
-x_grid = dpx.sweep_grid(trigger="x", procedure="scratch", poison_fractions=sizes["x_poison_fractions"],
-                        dataset=DATASET)
+x_grid = dpx.sweep_grid(trigger="x", procedure="scratch", sigmas=sizes["x_sigmas"],
+                        poison_fractions=sizes["x_poison_fractions"], dataset=DATASET)
 x_trigger = triggers.make("x", ds.image_shape)
 fig, axes = plt.subplots(1, len(x_grid["poison_fractions"]) + 1, figsize=(4.4 * (len(x_grid["poison_fractions"]) + 1), 3.6),
                          gridspec_kw={"width_ratios": [0.45] + [1] * len(x_grid["poison_fractions"])})
