@@ -29,6 +29,20 @@ COST_MARK = "LABKIT_COST="
 CELL_TIMEOUT = 3600  # seconds one cell may take (a paper-profile sweep cell is long)
 
 
+def over_local_sockets(client):
+    """`client` (an nbclient NotebookClient) with its kernel on Unix sockets where the OS has them: the kernel
+    is local either way, and over TCP ipykernel prints "running over TCP without encryption" per notebook."""
+    if os.name == "posix":
+        import uuid
+
+        client.km = client.create_kernel_manager()
+        client.km.transport = "ipc"
+        # The sockets' path prefix, absolute (the kernel starts in the notebook's folder) and short (a Unix
+        # socket path has ~100 characters); the kernel removes its sockets when it stops.
+        client.km.ip = str(Path(tempfile.gettempdir()) / f"labkit-kernel-{uuid.uuid4().hex[:12]}")
+    return client
+
+
 def notebooks() -> list[Path]:
     """The course's notebooks (`notebooks/NN_name.ipynb`), in order."""
     found = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
@@ -72,8 +86,8 @@ def execute(path: Path, profile: str, *, cache_dir: Path | None = None, progress
     env = {"LABKIT_PROFILE": profile, "TQDM_DISABLE": "1", "MPLBACKEND": "Agg"}
     if cache_dir is not None:
         env["LABKIT_CACHE_DIR"] = str(cache_dir)
-    client = NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = over_local_sockets(NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name="python3",
+                                               resources={"metadata": {"path": str(path.parent)}}))
     bar = tqdm(total=len(notebook.cells), desc=path.stem, position=position, leave=True,
                **({} if progress else {"disable": True}))
     start = time.perf_counter()

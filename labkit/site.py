@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labkit import config, paths
+from labkit.course import over_local_sockets
 from labkit.errors import LabkitError
 
 NOTEBOOKS = paths.PROJECT_ROOT / "notebooks"
@@ -100,8 +101,8 @@ def execute(notebook: Notebook, profile: str, timeout: int = 1800):
     nb = jupytext.read(notebook.source)
     kernel = nb.metadata.get("kernelspec", {}).get("name", "python3")
     env = {**os.environ, "LABKIT_PROFILE": profile, "TQDM_DISABLE": "1"}  # a static page shows no progress bar
-    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel, store_widget_state=False,
-                            resources={"metadata": {"path": str(notebook.source.parent)}})
+    client = over_local_sockets(NotebookClient(nb, timeout=timeout, kernel_name=kernel, store_widget_state=False,
+                                               resources={"metadata": {"path": str(notebook.source.parent)}}))
     before, error = _cache_entries(profile), None
     start = time.perf_counter()
     try:

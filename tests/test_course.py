@@ -95,3 +95,18 @@ widgets.interact(plot, poison_fraction=widgets.choice([0.05, 0.1, 0.2], 0.1, "p"
     assert visited["computed"]["badnets"]["count"] == 2  # the two positions the first run had not cached
     again = course.execute(notebook, "ci", cache_dir=tmp_path / "cache", progress=False, widgets=True)
     assert again["trainings"] == 0 and again["computed"] == {}
+
+
+def test_kernels_run_over_unix_sockets_where_the_os_has_them(tmp_path, capfd):
+    import os
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    client = course.over_local_sockets(NotebookClient(nbformat.v4.new_notebook(), kernel_name="python3"))
+    if os.name == "posix":
+        assert client.km.transport == "ipc"
+    notebook = tmp_path / "01_quiet.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")]), notebook)
+    course.execute(notebook, "ci", cache_dir=tmp_path, progress=False)
+    assert "without encryption" not in capfd.readouterr().err
