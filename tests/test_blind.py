@@ -189,6 +189,15 @@ def test_experiment_reports_and_caches(tmp_cache):
     assert any(tmp_cache.rglob("blind-normal-*.pt"))
 
 
+def test_strip_against_the_blind_model_is_cached_and_unchanged_by_it(tmp_cache, monkeypatch):
+    result = experiments.run("blind", synthesizer="pixel", balance="fixed", epochs=1)
+    first = blind_exp.strip_report(result, n=8)
+    assert 0 <= first["far"] <= 1 and any(tmp_cache.rglob("blind-strip-*.pt"))
+    monkeypatch.setattr(blind_exp, "_strip_report", lambda *a: pytest.fail("recomputed a cached STRIP report"))
+    again = blind_exp.strip_report(result, n=8)
+    assert again["far"] == first["far"] and torch.equal(again["benign_entropies"], first["benign_entropies"])
+
+
 # ---- acceptance: digits, lab profile, seed 0 -------------------------------------------------
 
 def test_acceptance_pattern_backdoor(tmp_cache, monkeypatch):

@@ -213,7 +213,15 @@ def models_of(result: dict):
 
 def strip_report(result: dict, frr: float = 0.01, n: int = 100, seed: int = 0) -> dict:
     """STRIP (labkit.defenses.strip) against θ*: entropies of clean and triggered test inputs,
-    the threshold at `frr` false rejections, and the resulting FAR (triggered inputs let through)."""
+    the threshold at `frr` false rejections, and the resulting FAR (triggered inputs let through).
+    Cached (by the run's training knobs and these arguments): 2·n forward passes per test input, the
+    largest part of notebook 07's time once its trainings are cached."""
+    cfg = result["config"]
+    key = {**{k: cfg[k] for k in TRAINING_KEYS}, "frr": frr, "n": n, "strip_seed": seed}
+    return cache.memoize("blind-strip", key, lambda: _strip_report(result, frr, n, seed), module=__name__)
+
+
+def _strip_report(result: dict, frr: float, n: int, seed: int) -> dict:
     from labkit.defenses import strip
 
     cfg = result["config"]
