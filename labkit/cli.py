@@ -196,7 +196,14 @@ def cmd_bench(args) -> None:
 
     if args.bench_profile:
         config.use_profile(args.bench_profile)
-    results = bench.run(args.names or None)
+    if args.notebooks:
+        if args.names != ["course"]:
+            raise LabkitError("--notebooks selects notebooks for `labkit bench course` only")
+        from labkit.bench import course as course_bench
+
+        results = {"course": course_bench.bench_course(args.notebooks)}
+    else:
+        results = bench.run(args.names or None)
     if args.json:  # one benchmark named: its own object; otherwise {name: object}
         chosen = results[args.names[0]] if len(args.names or []) == 1 else results
         print(json.dumps(chosen, indent=2, sort_keys=True))
@@ -275,6 +282,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*")
     p.add_argument("--json", action="store_true")
     p.add_argument("--profile", dest="bench_profile", choices=("ci", "lab", "paper"), help="profile to measure in")
+    p.add_argument("--notebooks", nargs="+", metavar="NOTEBOOK",
+                   help="with `course`: only these notebooks (names or numbers, e.g. 03 07)")
     p.set_defaults(fn=cmd_bench)
 
     p = sub.add_parser("warm", help="fill the cache for every notebook of a profile (run them headlessly)")

@@ -110,3 +110,13 @@ def test_kernels_run_over_unix_sockets_where_the_os_has_them(tmp_path, capfd):
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")]), notebook)
     course.execute(notebook, "ci", cache_dir=tmp_path, progress=False)
     assert "without encryption" not in capfd.readouterr().err
+
+
+def test_bench_course_measures_only_the_notebooks_named(monkeypatch, capsys):
+    monkeypatch.setenv("LABKIT_PROFILE", "ci")
+    chosen = []
+    monkeypatch.setattr(course_bench, "bench_course", lambda names=None: chosen.append(names) or {"notebooks": {}})
+    assert cli.main(["bench", "course", "--notebooks", "03", "07", "--json"]) == 0
+    assert chosen == [["03", "07"]] and json.loads(capsys.readouterr().out) == {"notebooks": {}}
+    assert cli.main(["bench", "dpsgd", "--notebooks", "03"]) != 0
+    assert "--notebooks selects notebooks for `labkit bench course` only" in capsys.readouterr().err
