@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import itertools
 import traceback
 from dataclasses import dataclass, field
 from typing import Callable
@@ -129,9 +128,10 @@ DISPLAYED: list[Wired] = []  # every widget `interact` displayed in this kernel,
 
 def positions(wired: Wired) -> list[dict]:
     """Every combination of the values `wired`'s controls offer, {control name: value}, in grid order."""
-    names = list(wired.controls)
-    options = [wired.controls[name]._options_values for name in names]  # the values, not the labels
-    return [dict(zip(names, values)) for values in itertools.product(*options)]
+    from labkit.experiments import grid_configs
+
+    # `_options_values`: the values, not the labels of (label, value) options
+    return grid_configs({name: list(control._options_values) for name, control in wired.controls.items()})
 
 
 def visit_every_position(displayed: list[Wired] | None = None, progress: bool = True) -> int:

@@ -12,6 +12,7 @@ profile's sizes), `cfg.device` — or returns the cached result.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import itertools
@@ -201,20 +202,19 @@ _COMPUTED: dict[str, list] = {}
 _CHILD_SECONDS: list[float] = []  # one accumulator per experiment being computed, innermost last
 
 
-class _timed:
-    def __init__(self, name: str):
-        self.name = name
-
-    def __enter__(self):
-        self.start = time.perf_counter()
-        _CHILD_SECONDS.append(0.0)
-
-    def __exit__(self, *exc):
-        total = time.perf_counter() - self.start
+@contextlib.contextmanager
+def _timed(name: str):
+    """Count one computation of experiment `name` and add its own seconds to `_COMPUTED`."""
+    start = time.perf_counter()
+    _CHILD_SECONDS.append(0.0)
+    try:
+        yield
+    finally:
+        total = time.perf_counter() - start
         own = total - _CHILD_SECONDS.pop()
         if _CHILD_SECONDS:
             _CHILD_SECONDS[-1] += total
-        count_seconds = _COMPUTED.setdefault(self.name, [0, 0.0])
+        count_seconds = _COMPUTED.setdefault(name, [0, 0.0])
         count_seconds[0] += 1
         count_seconds[1] += own
 
