@@ -17,7 +17,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 export MALLOC_MMAP_THRESHOLD_ := 33554432
 export MALLOC_TRIM_THRESHOLD_ := 268435456
 
-.PHONY: lab test test-browser setup notebooks bench warm clean-cache site
+.PHONY: lab test test-browser setup notebooks bench warm clean-cache site reproduce
 
 setup: $(STAMP)
 
@@ -54,6 +54,11 @@ warm: notebooks
 # The course as static HTML: make site PROFILE=lab (the default) → data/site/index.html; quick once the cache is warm
 site: $(STAMP)
 	$(VENV)/bin/labkit site --profile $(or $(PROFILE),lab)
+
+# The reproduction report: make reproduce DATASET=mnist PROFILE=lab → data/reports/mnist-lab/index.md (claims.json,
+# figures); every paper's claims with the paper's value, ours (mean ± std over the profile's seeds) and a verdict
+reproduce: $(STAMP)
+	$(VENV)/bin/labkit reproduce --dataset $(or $(DATASET),digits) --profile $(or $(PROFILE),lab) $(if $(JOBS),--jobs $(JOBS),)
 
 clean-cache:
 	rm -rf data/cache

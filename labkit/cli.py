@@ -1,4 +1,4 @@
-"""`labkit` command line: info · data list|download NAME · run · sweep · bench · cache clear.
+"""`labkit` command line: info · data list|download NAME · run · sweep · bench · warm · site · reproduce · cache clear.
 
 Bad input — including malformed flags, which argparse would answer with usage lines — exits with
 status 2 and one line naming the valid values; an operating-system error (a folder that cannot be
@@ -244,6 +244,19 @@ def cmd_site(args) -> None:
         raise LabkitError(f"the site was built, but {', '.join(failed)} stopped with an error (see its page)")
 
 
+def cmd_reproduce(args) -> None:
+    from labkit import config, report
+
+    profile = args.reproduce_profile or config.profile_name()
+    result = report.build(args.dataset, profile, args.out, jobs=args.jobs)
+    counts = {v: sum(r["verdict"] == v for r in result["claims"]) for v in ("holds", "differs", "not run")}
+    width = max(len(r["id"]) for r in result["claims"])
+    for row in result["claims"]:
+        print(f"{row['id']:{width}s}  {row['verdict']:8s}  {row['lab_value']}")
+    print(f"{counts['holds']} hold, {counts['differs']} differ, {counts['not run']} not run — "
+          f"{result['seconds']:.0f} s; report in {result['folder']}/index.md")
+
+
 def parser() -> argparse.ArgumentParser:
     top = OneLineParser(prog="labkit", description="The poisoning & backdoor lab's command line.")
     top.add_argument("--profile", choices=("ci", "lab", "paper"), help="override LABKIT_PROFILE")
@@ -303,6 +316,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", dest="site_profile", choices=("ci", "lab", "paper"), help="profile to run them in")
     p.add_argument("--out", default=None, help="output folder (default: data/site)")
     p.set_defaults(fn=cmd_site)
+
+    p = sub.add_parser("reproduce", help="the papers' claims measured here, with verdicts: data/reports/<dataset>-<profile>/")
+    p.add_argument("--dataset", default="digits", help="digits (bundled), mnist or fashion-mnist (default: digits)")
+    p.add_argument("--profile", dest="reproduce_profile", choices=("ci", "lab", "paper"), help="profile to measure in")
+    p.add_argument("--out", default=None, help="output folder (default: data/reports/<dataset>-<profile>)")
+    p.add_argument("--jobs", type=positive_int, default=1,
+                   help="claims evaluated at once, in processes (each keeps the profile's thread count)")
+    p.set_defaults(fn=cmd_reproduce)
 
     p = sub.add_parser("cache", help="manage cached results")
     p.add_argument("action", choices=("clear",))

@@ -43,6 +43,19 @@ class Profile:
     trusted_size: int  # clean images the defender trusts (the thesis' simple detection scheme)
     use_gpu: bool  # use CUDA when it is present
     threads: int = 2  # torch CPU threads every experiment runs with (part of its cache key)
+    max_steps: int | None = None  # cap on a victim's optimiser steps (None: `epochs` full passes always)
+
+    def epochs_for(self, train_images: int, epochs: int | None = None) -> int:
+        """The default number of passes over `train_images` for a victim: `epochs` (None: the profile's), but
+        no more than `max_steps` mini-batch steps need (a knob that sets epochs explicitly is not capped).
+        The profile's epochs are sized for the bundled digits (≈ 1,350 training images, 22 steps an epoch);
+        on 10,000 MNIST images 15 epochs would be 2,350 steps at ≈ 5 s an epoch on 2 cores. `lab` caps the
+        default at 600 steps (4 epochs of 10,000 images): about twice the steps a digits victim takes."""
+        wanted = epochs or self.epochs
+        if self.max_steps is None:
+            return wanted
+        steps_per_epoch = -(-train_images // self.batch_size)
+        return max(1, min(wanted, -(-self.max_steps // steps_per_epoch)))
 
 
 PROFILES: dict[str, Profile] = {
@@ -54,7 +67,7 @@ PROFILES: dict[str, Profile] = {
     "lab": Profile(
         name="lab", train_size=10000, test_size=2000, epochs=15, batch_size=64, learning_rate=3e-3,
         seeds=(0, 1), poison_fractions=(0.0, 0.005, 0.01, 0.02, 0.05, 0.1),
-        amplitudes=(16, 32, 64, 128, 255), trusted_size=200, use_gpu=False,
+        amplitudes=(16, 32, 64, 128, 255), trusted_size=200, use_gpu=False, max_steps=600,
     ),
     "paper": Profile(
         name="paper", train_size=None, test_size=None, epochs=30, batch_size=128, learning_rate=1e-3,

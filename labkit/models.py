@@ -1,5 +1,6 @@
 """Models: a small CNN (digits / MNIST), the thesis' 3-group ResNet (CIFAR-10, section 7.1),
-a linear model, the VGG-style surrogate (label-consistent attacks), the VAE (latent interpolation)
+a linear model, the VGG-style surrogate (label-consistent attacks), the generative models behind
+latent interpolation (the thesis' WGAN-GP `Generator` and `Critic`, and the VAE)
 and Neural Cleanse's trigger as a learnable module (the blind backdoor's evasion). `norm="group"` swaps BatchNorm for GroupNorm (Opacus rejects BatchNorm).
 
 Every model maps (N, C, H, W) images in [0, 1] to (N, num_classes) logits and exposes
@@ -227,3 +228,43 @@ class TriggerModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = self.mask()
         return (1 - m) * x + m * self.pattern()
+
+
+class Generator(nn.Module):
+    """WGAN-GP generator, an MLP: z (N, latent) → hidden → hidden → sigmoid image (N, C, H, W) in [0, 1].
+
+    Same `generate(z)` / `latent` interface as the `VAE`, so latent embedding and interpolation take either."""
+
+    def __init__(self, image_shape, latent: int = 32, hidden: int = 256):
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        dim = 1
+        for s in self.image_shape:
+            dim *= s
+        self.latent = latent
+        self.net = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, dim))
+
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        """G(z): (N, latent) → (N, C, H, W) in [0, 1]."""
+        return torch.sigmoid(self.net(z)).view(len(z), *self.image_shape)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.generate(z)
+
+
+class Critic(nn.Module):
+    """WGAN-GP critic, an MLP: image (N, C, H, W) in [0, 1] → hidden → hidden → (N,) unbounded scores.
+
+    LeakyReLU(0.2) and no batch norm: the gradient penalty is taken per image, which batch statistics would mix."""
+
+    def __init__(self, image_shape, hidden: int = 256):
+        super().__init__()
+        dim = 1
+        for s in image_shape:
+            dim *= s
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden),
+                                 nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.flatten(1)).squeeze(1)

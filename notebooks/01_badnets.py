@@ -34,7 +34,7 @@ import numpy as np
 from IPython.display import Markdown, display
 from matplotlib import pyplot as plt
 
-from labkit import config, data, exercises, experiments, plots, triggers, widgets
+from labkit import config, data, exercises, experiments, plots, report, triggers, widgets
 from labkit.attacks import badnets
 from labkit.plots import badnets as badnets_plots
 
@@ -129,21 +129,13 @@ widgets.interact(plot_setting,
 
 # %% [markdown]
 # ## Paper vs this lab
+# Each row is one of the paper's claims, written once in `labkit.claims`: the paper's figure, this lab's number
+# (seed `SEED`, target 0 here), and the verdict of a criterion fixed before measuring. `labkit reproduce` (or
+# `make reproduce DATASET=mnist`) runs the same rows over the profile's seeds, on digits or real MNIST, and
+# explains each claim that differs.
 
 # %%
-fractions = np.array(grid["poison_fraction"])
-enough = fractions[(asr.mean(axis=1) >= 0.9) & (fractions > 0)]
-smallest = f"{enough.min():.1%} ({round(enough.min() * len(ds.y_train))} images)" if len(enough) else "none in the grid"
-at_10 = result
-clean = runs[0] if grid["poison_fraction"][0] == 0 else experiments.run("badnets", dataset=DATASET, poison_fraction=0.0, seed=SEED)
-display(Markdown(f"""
-| | paper | this lab ({DATASET}, profile `{prof.name}`) |
-|---|---|---|
-| BadNets ASR (Neural Cleanse, Table II, MNIST) | 99.90% | {at_10['attack_success_rate']:.2%} at 10% poison |
-| clean accuracy, infected vs clean model | 98.54% vs 98.88% | {at_10['clean_accuracy']:.2%} vs {clean['clean_accuracy']:.2%} |
-| poison needed for a working backdoor (thesis, CIFAR-10) | ~75 images (0.15%) | smallest grid fraction with ASR ≥ 90%: {smallest} |
-| poisoned samples among the lowest-ranked (thesis: >20 of 100 in 300 of 50,000) | — | {found['poisoned_found'][min(2, len(found['ks']) - 1)]} of {found['poisoned_count']} among the lowest {found['ks'][min(2, len(found['ks']) - 1)]} |
-"""))
+display(Markdown(report.notebook_table("01", DATASET, prof.name, seeds=[SEED])))
 
 # %% [markdown]
 # ## Exercises

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "labkit"
 # they share. Core imports only core.
 CORE = {"config", "seed", "data", "models", "train", "triggers", "pruning", "metrics", "files", "paths", "errors",
         "compat", "pairs", "dependencies", "knobs"}
-FACE = {"plots", "widgets", "cli", "bench", "__main__", "site", "course", "exercises"}
+FACE = {"plots", "widgets", "cli", "bench", "__main__", "site", "course", "exercises", "report"}
 
 
 def layer(module: str) -> str:
@@ -29,7 +29,7 @@ def layer(module: str) -> str:
         return "core"
     if top in FACE:
         return "face"
-    if top == "distributed":  # Dask sweeps sit beside the experiments they run
+    if top in ("distributed", "claims"):  # Dask sweeps and the papers' claims sit beside the experiments they run
         return "experiments"
     return top  # attacks, defenses, experiments, cache
 

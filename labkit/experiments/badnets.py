@@ -26,7 +26,7 @@ def fit(model_arch: str, ds: data.Dataset, x: torch.Tensor, y: torch.Tensor, *, 
     """A fresh model of `model_arch` trained on (x, y) with `profile`'s settings: (model, history, spec)."""
     arch = models.default_arch(ds.name) if model_arch == "auto" else model_arch
     model = models.build(arch, ds.image_shape, ds.num_classes, norm, seed=seed)
-    history = train.train(model, x, y, epochs=epochs or profile.epochs, batch_size=profile.batch_size,
+    history = train.train(model, x, y, epochs=epochs or profile.epochs_for(len(y)), batch_size=profile.batch_size,
                           lr=profile.learning_rate, augment=augment, seed=seed, desc=desc,
                           device=config.device(profile), eval_sets={"test": (ds.x_test, ds.y_test)})
     return model.cpu(), history, models.spec(arch, ds.image_shape, ds.num_classes, norm)

@@ -77,7 +77,7 @@ def task_accuracies(model, x_test, y_test, synth: blind_attack.Synthesizer) -> d
 def _train(loss_fn, x, y, x_test, y_test, synth, num_classes, image_shape, *, profile: config.Profile, seed, epochs,
            grad_clip, noise_multiplier, desc):
     model = models.build("small-cnn", image_shape, num_classes, seed=seed)
-    epochs = epochs or SIZES.of(profile)["epochs"] or profile.epochs
+    epochs = epochs or profile.epochs_for(len(y), SIZES.of(profile)["epochs"])
     history = blind_attack.train_with_loss(
         model, x, y, loss_fn, epochs=epochs, batch_size=profile.batch_size, lr=profile.learning_rate,
         seed=seed, grad_clip=grad_clip, noise_multiplier=noise_multiplier, desc=desc,

@@ -2,10 +2,14 @@
 
 `label-consistent`: poison a fraction of the *target class* (labels kept) with one of
 none (trigger only) · pgd-l2 · pgd-linf · latent · pixel · noise, train a victim, report attack
-success, clean accuracy, and the loss of clean / poisoned / poisoned-without-trigger samples
+success (with the trigger at the poisoning amplitude, and at full amplitude), clean accuracy, and the loss of clean / poisoned / poisoned-without-trigger samples
 over training (Figure 4-1). `label-consistent-detection`: the thesis' simple detection scheme
 on BadNets vs a label-consistent attack with the same number of poisoned samples.
-Surrogates and the generative model are cached (`labkit.cache.memoize`), so sweeps reuse them.
+Surrogates and the generative models are cached (`labkit.cache.memoize`), so sweeps reuse them. The
+latent attack follows the thesis (§7.4): a WGAN-GP trained on the target class and the class it is
+interpolated towards (`lc.source_class`); `generator="vae"` keeps the lab's earlier VAE on all classes as
+the ablation. Pixel interpolation pulls towards images of the same source class, so latent and pixel
+interpolation compare at equal τ and partners (§4.5).
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from labkit.experiments.badnets import trusted_label_scores
 from labkit.metrics import attack_success_classified, attack_success_labelled, clean_accuracy
 
 METHODS = ("none", "pgd-l2", "pgd-linf", "latent", "pixel", "noise")
+GENERATORS = ("gan", "vae")
 SURROGATES = ("standard", "adversarial", "black-box")
 TRIGGERS = ("badnets", "four-corner")
 # Thesis values (0–255 scale, 32x32x3): ℓ2 300/600/1200, ℓ∞ 8/16/32; adversarial training radius = the smallest.
@@ -38,13 +43,14 @@ SETTING = {"method": "pgd-l2", "epsilon": 1200.0, "surrogate": "adversarial", "p
 # This paper's own sizes (surrogate, PGD, VAE, victim; victim_epochs None: the profile's epochs), the widget's
 # sweep grid (`grid_*`) and the amplitudes of the notebook's amplitude section (the widget offers the whole grid).
 SIZES = config.Sizes(
-    ci=dict(victim_epochs=4, surrogate_epochs=4, adv_train_steps=2, pgd_steps=10, vae_epochs=40, embed_steps=100,
+    ci=dict(victim_epochs=4, surrogate_epochs=4, adv_train_steps=2, pgd_steps=10, vae_epochs=40, gan_iterations=300,
+            embed_steps=100,
             grid_epsilons=(300.0, 1200.0), grid_amplitudes=(32.0, 255.0), grid_fractions=(0.5, 1.0),
             section_amplitudes=(32.0, 255.0)),
-    lab=dict(victim_epochs=None, surrogate_epochs=10, adv_train_steps=3, pgd_steps=20, vae_epochs=100,
+    lab=dict(victim_epochs=None, surrogate_epochs=10, adv_train_steps=3, pgd_steps=20, vae_epochs=100, gan_iterations=2000,
              embed_steps=300, grid_epsilons=(300.0, 600.0, 1200.0), grid_amplitudes=(16.0, 32.0, 64.0, 255.0),
              grid_fractions=(0.25, 0.5, 1.0), section_amplitudes=(32.0, 64.0, 255.0)),
-    paper=dict(victim_epochs=None, surrogate_epochs=30, adv_train_steps=7, pgd_steps=100, vae_epochs=200,
+    paper=dict(victim_epochs=None, surrogate_epochs=30, adv_train_steps=7, pgd_steps=100, vae_epochs=200, gan_iterations=10000,
                embed_steps=1000, grid_epsilons=(300.0, 600.0, 1200.0), grid_amplitudes=(16.0, 32.0, 64.0, 255.0),
                grid_fractions=(0.06, 0.25, 0.5, 1.0), section_amplitudes=(16.0, 32.0, 64.0, 255.0)),
 )
@@ -104,38 +110,67 @@ def _surrogate_model(kind: str, ds: data.Dataset, seed: int):
     return models.build(models.default_arch(ds.name), ds.image_shape, ds.num_classes, seed=seed + 1)
 
 
-def generative_model(dataset: str, seed: int, profile: str | config.Profile | None = None) -> latent.VAE:
-    """The VAE trained on every training image (all classes) in `profile` (None: the active one), cached by
-    (dataset, seed, sizes)."""
+def generative_model(dataset: str, seed: int, profile: str | config.Profile | None = None, *, kind: str = "gan",
+                     target: int = 0):
+    """The latent attack's generator G (`generate(z)` → images in [0, 1]) in `profile` (None: the active one).
+
+    gan: a WGAN-GP on the training images of `target` and `lc.source_class(target)` only (thesis §7.4),
+    cached by (dataset, classes, seed, iterations); vae: the VAE on every training image (all classes),
+    cached by (dataset, seed, epochs)."""
+    if kind not in GENERATORS:
+        raise LabkitError(f"unknown generator {kind!r}; choose one of {', '.join(GENERATORS)}")
     prof = config.profile(profile)
-    epochs = SIZES.of(prof)["vae_epochs"]
-    cfg = {"dataset": dataset, "seed": seed, "epochs": epochs}
+    sizes = SIZES.of(prof)
+    ds = data.load(dataset, profile=prof)
+    if kind == "vae":
+        cfg = {"dataset": dataset, "seed": seed, "epochs": sizes["vae_epochs"]}
 
-    def compute() -> dict:
-        ds = data.load(dataset, profile=prof)
-        model, history = latent.train_vae(ds.x_train, epochs=epochs, seed=seed, device=config.device(prof))
-        return {"state": model.state_dict(), "history": history}
+        def compute() -> dict:
+            model, history = latent.train_vae(ds.x_train, epochs=sizes["vae_epochs"], seed=seed,
+                                              device=config.device(prof))
+            return {"state": model.state_dict(), "history": history}
 
-    result = cache.memoize("lc-vae", cfg, compute, profile=prof, module=__name__)
-    model = latent.VAE(data.load(dataset, profile=prof).image_shape)
+        result = cache.memoize("lc-vae", cfg, compute, profile=prof, module=__name__)
+        model = latent.VAE(ds.image_shape)
+    else:
+        classes = (target, lc.source_class(target, ds.num_classes))
+        cfg = {"dataset": dataset, "classes": list(classes), "seed": seed, "iterations": sizes["gan_iterations"]}
+
+        def compute() -> dict:
+            pair = (ds.y_train == classes[0]) | (ds.y_train == classes[1])
+            model, history = latent.train_wgan_gp(ds.x_train[pair], iterations=sizes["gan_iterations"], seed=seed,
+                                                  device=config.device(prof))
+            return {"state": model.state_dict(), "history": history}
+
+        result = cache.memoize("lc-gan", cfg, compute, profile=prof, module=__name__)
+        model = models.Generator(ds.image_shape)
     model.load_state_dict(result["state"])
     return model.eval()
 
 
 # ---------------------------------------------------------------- poisoning
 
+def mean_image_norm(ds: data.Dataset) -> float:
+    """Mean ℓ2 norm of the training images (0–1 scale): the image size `epsilon_scale="image-norm"` keeps
+    the thesis' ε relative to."""
+    return float(ds.x_train.flatten(1).norm(dim=1).mean())
+
+
 def perturbation(ds: data.Dataset, method: str, *, epsilon: float, tau: float, sigma: float, surrogate_kind: str,
-                 seed: int, profile: config.Profile):
+                 seed: int, profile: config.Profile, target: int = 0, generator: str = "gan",
+                 epsilon_scale: str = "dimension"):
     """(perturb(x_chosen, idx) → hard images, allowed indices or None, info dict) for `method`."""
     info: dict = {}
     sizes = SIZES.of(profile)
+    source = lc.source_class(target, ds.num_classes)
     if method == "none":
         return None, None, info
     if method in ("pgd-l2", "pgd-linf"):
         norm = _norm(method)
         model, used, acc = surrogate(ds.name, surrogate_kind, norm, seed, profile)
-        radius = lc.scale_epsilon(epsilon, norm, ds.image_shape)
-        info.update(surrogate_test_accuracy=acc, radius=radius)
+        radius = lc.scale_epsilon(epsilon, norm, ds.image_shape,
+                                  mean_image_norm(ds) if epsilon_scale == "image-norm" else None)
+        info.update(surrogate_test_accuracy=acc, radius=radius, image_norm=mean_image_norm(ds))
         allowed = None
         if surrogate_kind == "black-box":  # poison only images the surrogate never saw
             mask = torch.ones(len(ds.y_train), dtype=torch.bool)
@@ -149,14 +184,14 @@ def perturbation(ds: data.Dataset, method: str, *, epsilon: float, tau: float, s
             return adv
         return perturb, allowed, info
     if method == "latent":
-        vae = generative_model(ds.name, seed, profile)
+        model = generative_model(ds.name, seed, profile, kind=generator, target=target)
 
         def perturb(x, idx):
-            partners = lc.other_class_partners(ds.y_train, idx, seed)
-            return latent.interpolate(vae, x, ds.x_train[partners], tau, steps=sizes["embed_steps"])
+            partners = lc.class_partners(ds.y_train, idx, source, seed)
+            return latent.interpolate(model, x, ds.x_train[partners], tau, steps=sizes["embed_steps"])
         return perturb, None, info
     if method == "pixel":
-        return (lambda x, idx: lc.pixel_interpolation(x, ds.x_train[lc.other_class_partners(ds.y_train, idx, seed)],
+        return (lambda x, idx: lc.pixel_interpolation(x, ds.x_train[lc.class_partners(ds.y_train, idx, source, seed)],
                                                       tau)), None, info
     if method == "noise":
         return (lambda x, idx: lc.gaussian_noise(x, sigma, seed)), None, info
@@ -167,7 +202,8 @@ def poisoned_set(ds: data.Dataset, cfg: Config):
     """(x_poisoned, y, poisoned indices, hard images without trigger, trigger, info) for `cfg`'s attack."""
     trig = triggers.make(cfg.trigger, ds.image_shape, cfg.amplitude)
     perturb, allowed, info = perturbation(ds, cfg.method, epsilon=cfg.epsilon, tau=cfg.tau, sigma=cfg.sigma,
-                                          surrogate_kind=cfg.surrogate, seed=cfg.seed, profile=cfg.profile)
+                                          surrogate_kind=cfg.surrogate, seed=cfg.seed, profile=cfg.profile,
+                                          target=cfg.target, generator=cfg.generator, epsilon_scale=cfg.epsilon_scale)
     kept = {}
 
     def keep(x, idx):
@@ -190,7 +226,11 @@ COMMON = {
     "method": Param("pgd-l2", str, choices=METHODS, help="how target images are made hard before the trigger"),
     "epsilon": Param(SETTING["epsilon"], float, 0, 5000,
                      help="PGD radius in thesis units (0–255 scale, 32x32x3; ℓ∞ at most 255)"),
-    "tau": Param(0.2, float, 0, 1, help="interpolation towards another class (latent, pixel)"),
+    "epsilon_scale": Param("dimension", str, choices=lc.EPSILON_SCALES,
+                           help="thesis ε → radius here: same RMS change per pixel (dimension) or same fraction of the image (image-norm)"),
+    "tau": Param(0.2, float, 0, 1, help="interpolation towards the source class, target + 1 (latent, pixel)"),
+    "generator": Param("gan", str, choices=GENERATORS,
+                       help="latent: WGAN-GP on the target and source classes (thesis) or VAE on all classes"),
     "sigma": Param(16.0, float, 0, 255, help="Gaussian noise std, 0–255 pixel scale (noise)"),
     "amplitude": Param(255.0, float, 0, 255, low_open=True, help="trigger amplitude, 0–255 pixel scale"),
     "trigger": Param("badnets", str, choices=TRIGGERS, help="one-corner (badnets) or four-corner trigger"),
@@ -235,7 +275,7 @@ def label_consistent(cfg: Config) -> dict:
     prof = cfg.profile
     arch = models.default_arch(ds.name)
     model = models.build(arch, ds.image_shape, ds.num_classes, seed=seed)
-    epochs = cfg.epochs or cfg.sizes(SIZES)["victim_epochs"] or prof.epochs
+    epochs = cfg.epochs or prof.epochs_for(len(y_p), cfg.sizes(SIZES)["victim_epochs"])
     history = train.train(model, x_p, y_p, epochs=epochs, batch_size=prof.batch_size, lr=prof.learning_rate,
                           augment=cfg.augment, seed=seed, device=cfg.device,
                           eval_sets={"test": (ds.x_test, ds.y_test)}, track=track, desc=f"label-consistent {cfg.method}")
@@ -245,6 +285,8 @@ def label_consistent(cfg: Config) -> dict:
     return {
         "attack_success_rate": attack_success_labelled(model, ds.x_test, ds.y_test, trig, target),
         "attack_success_rate_classified": attack_success_classified(model, ds.x_test, ds.y_test, trig, target),
+        "attack_success_rate_full_amplitude": attack_success_labelled(
+            model, ds.x_test, ds.y_test, triggers.make(cfg.trigger, ds.image_shape, 255.0), target),
         "clean_accuracy": clean_accuracy(model, ds.x_test, ds.y_test),
         "poisoned_count": len(idx),
         "target_class_size": int((ds.y_train == target).sum()),
@@ -314,10 +356,10 @@ def gallery(dataset: str = "digits", target: int = 0, seed: int = 0, count: int 
             for eps in EPSILONS[norm]:
                 rows[f"{norm} ε={eps:g}"] = lc.pgd(model, x, ds.y_train[idx], norm=norm, steps=sizes["pgd_steps"],
                                                    epsilon=lc.scale_epsilon(eps, norm, ds.image_shape))
-        vae = generative_model(dataset, seed, prof)
-        partners = ds.x_train[lc.other_class_partners(ds.y_train, idx, seed)]
+        gan = generative_model(dataset, seed, prof, kind="gan", target=target)
+        partners = ds.x_train[lc.class_partners(ds.y_train, idx, lc.source_class(target, ds.num_classes), seed)]
         for tau in TAUS:
-            rows[f"latent τ={tau:g}"] = latent.interpolate(vae, x, partners, tau, steps=sizes["embed_steps"])
+            rows[f"latent τ={tau:g}"] = latent.interpolate(gan, x, partners, tau, steps=sizes["embed_steps"])
         rows["pixel τ=0.2"] = lc.pixel_interpolation(x, partners, 0.2)
         hard = rows[f"l2 ε={SETTING['epsilon']:g}"]  # the headline perturbation, then each trigger
         for amp in AMPLITUDES:

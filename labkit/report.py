@@ -1,0 +1,259 @@
+"""The reproduction report: every paper's claims, measured here, with a verdict (`labkit reproduce`).
+
+`build(dataset, profile)` evaluates each claim of `labkit.claims` over the profile's seeds (through the
+experiment registry and its cache: a warm cache makes the report instant, and an interrupted run resumes
+where it stopped), draws the figures that explain the verdicts, and writes
+`<data>/reports/<dataset>-<profile>/`: `claims.json` (`{"claims": [{id, paper, notebook, claim, paper_value,
+lab_value, criterion, verdict, values, seeds, why, seconds}, …], "dataset", "profile", "seeds", "seconds"}`),
+`index.md` and its PNG figures. `notebook_table(notebook, …)` is the same rows as Markdown, for the
+notebooks' closing tables.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from labkit import claims, config, data, paths
+from labkit.errors import LabkitError
+from labkit.files import atomic_write, atomic_write_bytes
+
+COLUMNS = ("claim", "paper_value", "lab_value", "criterion", "verdict")
+
+
+def default_out(dataset: str, profile: str) -> Path:
+    return paths.data_dir() / "reports" / f"{dataset}-{profile}"
+
+
+def _evaluate_one(job: tuple[str, str, str, tuple[int, ...]]) -> dict:
+    claim_id, dataset, profile, seeds = job
+    start = time.perf_counter()
+    row = claims.evaluate(claims.get(claim_id), dataset, profile, seeds)
+    return {**row, "seconds": round(time.perf_counter() - start, 2)}
+
+
+def evaluate_all(dataset: str, profile: str, seeds: Sequence[int] | None = None, *, papers: Sequence[str] | None = None,
+                 jobs: int = 1, progress: bool = True) -> list[dict]:
+    """Every claim's row (of `papers`, default all) in definition order; a progress bar over claims.
+    `jobs` > 1 evaluates claims in that many processes (each with the profile's thread count)."""
+    data.check_name(dataset)
+    seeds = tuple(seeds if seeds is not None else config.profile(profile).seeds)
+    chosen = [c for c in claims.all_claims() if papers is None or c.paper in papers]
+    jobs_list = [(c.id, dataset, profile, seeds) for c in chosen]
+    bar = tqdm(total=len(jobs_list), desc=f"reproduce {dataset}-{profile}", disable=not progress or None)
+    rows = []
+    try:
+        if jobs == 1:
+            for job in jobs_list:
+                bar.set_postfix_str(job[0])
+                rows.append(_evaluate_one(job))
+                bar.update()
+        else:
+            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+                for row in pool.map(_evaluate_one, jobs_list):
+                    rows.append(row)
+                    bar.update()
+    finally:
+        bar.close()
+    return rows
+
+
+def notebook_table(notebook: str, dataset: str, profile: str | None = None, seeds: Sequence[int] | None = None) -> str:
+    """The closing "paper vs this lab" table of `notebook` ("01" …): its claims as Markdown rows with verdicts."""
+    prof = config.profile(profile).name
+    rows = evaluate_all(dataset, prof, seeds, progress=False,
+                        papers=sorted({c.paper for c in claims.all_claims(notebook=notebook)}))
+    rows = [r for r in rows if r["notebook"] == notebook]
+    return markdown(rows)
+
+
+def markdown(rows: list[dict]) -> str:
+    """Rows as a Markdown table: claim, paper, this lab, criterion, verdict (bold)."""
+    def cell(value) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+    lines = ["| claim | paper | this lab | criterion | verdict |", "|---|---|---|---|---|"]
+    lines += [f"| {cell(r['claim'])} | {cell(r['paper_value'])} | {cell(r['lab_value'])} | {cell(r['criterion'])} | "
+              f"**{r['verdict']}** |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- figures
+
+def figures(dataset: str, profile: str, seeds: Sequence[int], rows: list[dict]) -> dict[str, object]:
+    """{file name: matplotlib figure} for the claims that ran (they read the runs the claims cached)."""
+    from matplotlib import pyplot as plt
+
+    from labkit import plots
+    from labkit.plots import reproduce as rp
+
+    plots.setup()
+    ran = {r["id"] for r in rows if r["verdict"] != "not run"}
+    out = {}
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(rows) + 0.6))
+    rp.verdict_strip(ax, rows)
+    ax.set_title(f"verdicts — {dataset}, profile {profile}, seeds {list(seeds)}")
+    out["verdicts.png"] = fig
+    if "lc-epsilon-grows" in ran:
+        out["label-consistent-epsilon.png"] = _epsilon_figure(dataset, profile, seeds)
+    if "lc-latent-tau" in ran:
+        out["label-consistent-tau.png"] = _tau_figure(rows)
+    if "lc-amplitude-32" in ran:
+        out["label-consistent-amplitude.png"] = _amplitude_figure(rows)
+    if "lc-loss-stays-high" in ran:
+        out["label-consistent-loss.png"] = _loss_figure(dataset, profile, seeds[0])
+    if "blind-pattern" in ran:
+        out["blind-tasks.png"] = _blind_figure(rows)
+    return out
+
+
+def _row(rows: list[dict], claim_id: str) -> dict:
+    return next(r for r in rows if r["id"] == claim_id)
+
+
+def _epsilon_figure(dataset: str, profile: str, seeds: Sequence[int]):
+    from matplotlib import pyplot as plt
+
+    from labkit.attacks import label_consistent as lc
+    from labkit.claims import label_consistent as lcc
+    from labkit.plots import reproduce as rp
+
+    epsilons = lcc.SIZES.of(profile)["epsilons"]
+    sizes, success = [], []
+    for eps in epsilons:
+        per_seed = []
+        for seed in seeds:
+            s = claims.Setting(dataset, profile, seed)
+            r = lcc.lc_run(s, method="none") if eps == 0 else lcc.lc_run(s, epsilon=eps, epsilon_scale="image-norm")
+            per_seed.append((r["perturbation_l2"], r["attack_success_rate"]))
+        norm = float(lcc.lc_run(claims.Setting(dataset, profile, seeds[0]), epsilon_scale="image-norm")["image_norm"])
+        sizes.append(np.mean([p[0] for p in per_seed]) / norm)
+        success.append([p[1] for p in per_seed])
+    ds = data.load(dataset, profile=profile)
+    thesis = {f"thesis ε={e:g}": e / lc.REFERENCE_IMAGE_NORM for e in (300, 600, 1200)}
+    per_pixel = {f"ε={e:g}": lc.scale_epsilon(e, "l2", ds.image_shape) / norm for e in (300, 600, 1200)}
+    fig, ax = plt.subplots(figsize=(7, 4))
+    rp.epsilon_curve(ax, sizes, np.array(success), thesis, per_pixel)
+    ax.set_title(f"ε curve ({dataset}, half of the target class poisoned): solid lines = thesis ε on CIFAR-10, "
+                 f"dotted = the per-pixel conversion", fontsize=8)
+    return fig
+
+
+def _tau_figure(rows: list[dict]):
+    from matplotlib import pyplot as plt
+
+    from labkit.plots import reproduce as rp
+
+    v = _row(rows, "lc-latent-tau")["values"]
+    taus = [float(k.removeprefix("latent_")) for k in v if k.startswith("latent_")]
+    curves = {"GAN latent": np.array([v[f"latent_{t:g}"] for t in taus]),
+              "pixel": np.array([v[f"pixel_{t:g}"] for t in taus])}
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    rp.tau_curves(ax, taus, curves, {"VAE τ=0.2": np.array(v["vae_0.2"]), "PGD ℓ2": np.array(v["pgd"]),
+                                     "baseline": np.array(v["baseline"])})
+    ax.set_title("interpolation towards the source class: latent (GAN) vs pixels")
+    return fig
+
+
+def _amplitude_figure(rows: list[dict]):
+    from matplotlib import pyplot as plt
+
+    from labkit.plots import reproduce as rp
+
+    v = _row(rows, "lc-amplitude-32")["values"]
+    keys = [k for k in v if k.startswith("asr_")]
+    eps = max(float(k.split("_e")[-1]) for k in keys)
+    amps = sorted({float(k.split("_a")[1].split("_f")[0]) for k in keys})
+    fractions = sorted({float(k.split("_f")[1].split("_e")[0]) for k in keys})
+    at_amp = {f"a={a:g}": np.array([v[f"asr_a{a:g}_f{f:g}_e{eps:g}"] for f in fractions]) for a in amps}
+    at_full = {f"a={a:g}": np.array([v[f"full_a{a:g}_f{f:g}_e{eps:g}"] for f in fractions]) for a in amps}
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    rp.amplitude_boundary(ax, fractions, at_amp, at_full)
+    ax.set_title(f"reduced-amplitude trigger, PGD ℓ2 ε={eps:g} (image-norm)")
+    return fig
+
+
+def _loss_figure(dataset: str, profile: str, seed: int):
+    from matplotlib import pyplot as plt
+
+    from labkit.claims import label_consistent as lcc
+    from labkit.plots import label_consistent as lcplots
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    lcplots.loss_dynamics(ax, lcc.headline(claims.Setting(dataset, profile, seed))["history"],
+                          f"training loss, headline PGD run (seed {seed})")
+    return fig
+
+
+def _blind_figure(rows: list[dict]):
+    from matplotlib import pyplot as plt
+
+    from labkit.plots import reproduce as rp
+
+    runs = [("pattern", "blind-pattern"), ("calculator", "blind-calculator"), ("single pixel", "blind-single-pixel"),
+            ("evasion, MGDA", "blind-nc-evasion"), ("evasion, fixed", "blind-nc-evasion-fixed")]
+    runs = [(label, cid) for label, cid in runs if _row(rows, cid)["verdict"] != "not run"]
+    vals = [_row(rows, cid)["values"] for _, cid in runs]
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    rp.task_bars(ax, [label for label, _ in runs], [claims.mean(v["main_clean"]) for v in vals],
+                 [claims.mean(v["main_backdoored"]) for v in vals], [claims.mean(v["backdoor"]) for v in vals])
+    ax.set_title("blind backdoors: main task and backdoor (means over seeds)")
+    return fig
+
+
+# ---------------------------------------------------------------- the report
+
+def index_markdown(result: dict, figure_names: Sequence[str]) -> str:
+    """index.md: the claim table, each differing claim's reason, the figures, how it was made."""
+    rows = result["claims"]
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in claims.VERDICTS}
+    lines = [f"# Reproduction report — {result['dataset']}, profile `{result['profile']}`", "",
+             f"Seeds {result['seeds']} (lab values are mean ± std over them). {counts['holds']} claims hold, "
+             f"{counts['differs']} differ, {counts['not run']} not run. Computed in {result['seconds']:.0f} s "
+             f"(cached runs are read, not recomputed).", ""]
+    for paper in claims.PAPERS:
+        chosen = [r for r in rows if r["paper"] == paper]
+        if not chosen:
+            continue
+        lines += [f"## {paper} (notebook {chosen[0]['notebook']})", "", markdown(chosen)]
+        for r in chosen:
+            if r["why"]:
+                lines.append(f"- **{r['id']}** ({r['verdict']}): {r['why']}")
+        lines.append("")
+    lines += ["## Figures", ""] + [f"![{name}]({name})" for name in figure_names]
+    lines += ["", f"Made by `labkit reproduce --dataset {result['dataset']} --profile {result['profile']}`; "
+              "`claims.json` holds every row with its per-seed values."]
+    return "\n".join(lines) + "\n"
+
+
+def build(dataset: str, profile: str | None = None, out: Path | str | None = None, *, jobs: int = 1,
+          progress: bool = True) -> dict:
+    """Evaluate every claim, write claims.json, index.md and the figures into `out`; return the JSON object."""
+    prof = config.profile(profile).name
+    data.check_name(dataset)
+    folder = Path(out) if out is not None else default_out(dataset, prof)
+    if folder.exists() and not folder.is_dir():
+        raise LabkitError(f"--out {folder} is a file; name a folder")
+    start = time.perf_counter()
+    seeds = config.profile(prof).seeds
+    rows = evaluate_all(dataset, prof, seeds, jobs=jobs, progress=progress)
+    result = {"dataset": dataset, "profile": prof, "seeds": list(seeds), "claims": rows,
+              "seconds": round(time.perf_counter() - start, 1)}
+    figs = figures(dataset, prof, seeds, rows)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, fig in figs.items():
+        atomic_write(folder / name, lambda stream, fig=fig: fig.savefig(stream, format="png", dpi=110,
+                                                                         bbox_inches="tight"))
+    from matplotlib import pyplot as plt
+
+    for fig in figs.values():
+        plt.close(fig)
+    atomic_write_bytes(json.dumps(result, indent=2, ensure_ascii=False).encode(), folder / "claims.json")
+    atomic_write_bytes(index_markdown(result, list(figs)).encode(), folder / "index.md")
+    result["folder"] = str(folder)
+    return result
