@@ -4,7 +4,8 @@
 experiment registry and its cache: a warm cache makes the report instant, and an interrupted run resumes
 where it stopped), draws the figures that explain the verdicts, and writes
 `<data>/reports/<dataset>-<profile>/`: `claims.json` (`{"claims": [{id, paper, notebook, claim, paper_value,
-lab_value, criterion, verdict, values, seeds, why, seconds}, …], "dataset", "profile", "seeds", "seconds"}`),
+lab_value, criterion, verdict, values, seeds, why, seconds}, …], "dataset", "profile", "seeds", "seconds",
+"complete"}`, rewritten after each claim, so a report cut short keeps its finished rows),
 `index.md` and its PNG figures. `notebook_table(notebook, …)` is the same rows as Markdown, for the
 notebooks' closing tables.
 """
@@ -39,26 +40,31 @@ def _evaluate_one(job: tuple[str, str, str, tuple[int, ...]]) -> dict:
 
 
 def evaluate_all(dataset: str, profile: str, seeds: Sequence[int] | None = None, *, papers: Sequence[str] | None = None,
-                 jobs: int = 1, progress: bool = True) -> list[dict]:
+                 jobs: int = 1, progress: bool = True, on_row=None) -> list[dict]:
     """Every claim's row (of `papers`, default all) in definition order; a progress bar over claims.
-    `jobs` > 1 evaluates claims in that many processes (each with the profile's thread count)."""
+    `jobs` > 1 evaluates claims in that many processes (each with the profile's thread count);
+    `on_row(rows so far)` is called after each claim (the report writes its partial claims.json there)."""
     data.check_name(dataset)
     seeds = tuple(seeds if seeds is not None else config.profile(profile).seeds)
     chosen = [c for c in claims.all_claims() if papers is None or c.paper in papers]
     jobs_list = [(c.id, dataset, profile, seeds) for c in chosen]
     bar = tqdm(total=len(jobs_list), desc=f"reproduce {dataset}-{profile}", disable=not progress or None)
-    rows = []
+    rows: list[dict] = []
+
+    def add(row: dict) -> None:
+        rows.append(row)
+        bar.update()
+        if on_row is not None:
+            on_row(rows)
     try:
         if jobs == 1:
             for job in jobs_list:
                 bar.set_postfix_str(job[0])
-                rows.append(_evaluate_one(job))
-                bar.update()
+                add(_evaluate_one(job))
         else:
             with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
                 for row in pool.map(_evaluate_one, jobs_list):
-                    rows.append(row)
-                    bar.update()
+                    add(row)
     finally:
         bar.close()
     return rows
@@ -92,6 +98,7 @@ def figures(dataset: str, profile: str, seeds: Sequence[int], rows: list[dict]) 
     from labkit import plots
     from labkit.plots import reproduce as rp
 
+    claims.discover()
     plots.setup()
     ran = {r["id"] for r in rows if r["verdict"] != "not run"}
     out = {}
@@ -128,13 +135,13 @@ def _epsilon_figure(dataset: str, profile: str, seeds: Sequence[int]):
     for eps in epsilons:
         per_seed = []
         for seed in seeds:
-            s = claims.Setting(dataset, profile, seed)
-            r = lcc.lc_run(s, method="none") if eps == 0 else lcc.lc_run(s, epsilon=eps, epsilon_scale="image-norm")
+            r = lcc.curve_run(claims.Setting(dataset, profile, seed), eps)
             per_seed.append((r["perturbation_l2"], r["attack_success_rate"]))
-        norm = float(lcc.lc_run(claims.Setting(dataset, profile, seeds[0]), epsilon_scale="image-norm")["image_norm"])
-        sizes.append(np.mean([p[0] for p in per_seed]) / norm)
         success.append([p[1] for p in per_seed])
+        sizes.append(np.mean([p[0] for p in per_seed]))
     ds = data.load(dataset, profile=profile)
+    norm = float(ds.x_train.flatten(1).norm(dim=1).mean())
+    sizes = [size / norm for size in sizes]
     thesis = {f"thesis ε={e:g}": e / lc.REFERENCE_IMAGE_NORM for e in (300, 600, 1200)}
     per_pixel = {f"ε={e:g}": lc.scale_epsilon(e, "l2", ds.image_shape) / norm for e in (300, 600, 1200)}
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -154,7 +161,7 @@ def _tau_figure(rows: list[dict]):
     curves = {"GAN latent": np.array([v[f"latent_{t:g}"] for t in taus]),
               "pixel": np.array([v[f"pixel_{t:g}"] for t in taus])}
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    rp.tau_curves(ax, taus, curves, {"VAE τ=0.2": np.array(v["vae_0.2"]), "PGD ℓ2": np.array(v["pgd"]),
+    rp.tau_curves(ax, taus, curves, {f"PGD ℓ2, ε={v['working_epsilon'][0]:g}": np.array(v["pgd"]),
                                      "baseline": np.array(v["baseline"])})
     ax.set_title("interpolation towards the source class: latent (GAN) vs pixels")
     return fig
@@ -220,7 +227,10 @@ def index_markdown(result: dict, figure_names: Sequence[str]) -> str:
         chosen = [r for r in rows if r["paper"] == paper]
         if not chosen:
             continue
-        lines += [f"## {paper} (notebook {chosen[0]['notebook']})", "", markdown(chosen)]
+        lines += [f"## {paper} (notebook {chosen[0]['notebook']})", ""]
+        if paper in claims.NOTES:
+            lines += [claims.NOTES[paper], ""]
+        lines.append(markdown(chosen))
         for r in chosen:
             if r["why"]:
                 lines.append(f"- **{r['id']}** ({r['verdict']}): {r['why']}")
@@ -241,11 +251,17 @@ def build(dataset: str, profile: str | None = None, out: Path | str | None = Non
         raise LabkitError(f"--out {folder} is a file; name a folder")
     start = time.perf_counter()
     seeds = config.profile(prof).seeds
-    rows = evaluate_all(dataset, prof, seeds, jobs=jobs, progress=progress)
-    result = {"dataset": dataset, "profile": prof, "seeds": list(seeds), "claims": rows,
-              "seconds": round(time.perf_counter() - start, 1)}
-    figs = figures(dataset, prof, seeds, rows)
     folder.mkdir(parents=True, exist_ok=True)
+
+    def partial(rows: list[dict]) -> None:  # a report cut short keeps the rows it finished
+        atomic_write_bytes(json.dumps({"dataset": dataset, "profile": prof, "seeds": list(seeds), "claims": rows,
+                                       "seconds": round(time.perf_counter() - start, 1), "complete": False},
+                                      indent=2, ensure_ascii=False).encode(), folder / "claims.json")
+
+    rows = evaluate_all(dataset, prof, seeds, jobs=jobs, progress=progress, on_row=partial)
+    result = {"dataset": dataset, "profile": prof, "seeds": list(seeds), "claims": rows,
+              "seconds": round(time.perf_counter() - start, 1), "complete": True}
+    figs = figures(dataset, prof, seeds, rows)
     for name, fig in figs.items():
         atomic_write(folder / name, lambda stream, fig=fig: fig.savefig(stream, format="png", dpi=110,
                                                                          bbox_inches="tight"))

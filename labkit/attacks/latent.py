@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from labkit import config
 from labkit.errors import LabkitError
 from labkit.models import VAE, Critic, Generator
 from labkit.seed import generator
@@ -88,7 +87,7 @@ def train_wgan_gp(x: torch.Tensor, *, latent: int = 32, hidden: int = 256, itera
         raise LabkitError(f"penalty must be at least 0, got {penalty}")
     torch.manual_seed(seed)
     shape = x.shape[1:]
-    device = device or config.device()
+    device = device or torch.device("cpu")
     gen_model, critic = Generator(shape, latent, hidden).to(device), Critic(shape, hidden).to(device)
     gen_opt = torch.optim.Adam(gen_model.parameters(), lr=lr, betas=betas)
     critic_opt = torch.optim.Adam(critic.parameters(), lr=lr, betas=betas)

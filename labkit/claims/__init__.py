@@ -171,6 +171,12 @@ def spread(seq: Sequence[float], percent: bool = True, decimals: int = 2) -> str
 
 
 _CLAIMS: dict[str, Claim] = {}
+NOTES: dict[str, str] = {}  # paper → what the report says before its rows (units, settings, choices)
+
+
+def note(paper: str, text: str) -> None:
+    """The paragraph the report prints above `paper`'s rows."""
+    NOTES[paper] = " ".join(text.split())
 
 
 def register(claim: Claim) -> Claim:

@@ -2,40 +2,79 @@
 
 Every run is a `label-consistent` experiment at the lab's headline setting (`SETTING`: PGD ℓ2 against an
 adversarially trained surrogate, full-amplitude one-corner trigger, half of the target class poisoned) with
-one knob changed. Where a claim is about ε, ε is converted with `epsilon_scale="image-norm"`: thesis
-ε = 300 is then 3.96% of the image, as on CIFAR-10 (see `labkit.attacks.label_consistent.scale_epsilon`).
+one knob changed. ε is converted with `epsilon_scale="image-norm"`: thesis ε = 300 is then 3.96% of the
+image, as on CIFAR-10 (see `labkit.attacks.label_consistent.scale_epsilon`). The claims that compare attacks
+are measured at the *working ε*: the smallest ε of the ε curve at which PGD's mean success over the profile's
+seeds reaches 50% (the largest ε when none does) — a rule fixed before any comparison was measured, so that
+they compare attacks where the attack works rather than at a noise floor.
 """
 from __future__ import annotations
 
 from labkit import config
-from labkit.claims import (Claim, Criterion, Setting, at_least, at_most, all_of, below, close_to, exceeds_by, mean,
-                           ordered, ratio_at_least, register, spread)
+from labkit.claims import (Claim, Criterion, Setting, all_of, at_least, at_most, below, close_to, exceeds_by, mean,
+                           note, ordered, ratio_at_least, register, spread)
 from labkit.experiments import label_consistent as lcx
 from labkit.experiments import run
 
 SETTING = dict(lcx.SETTING)
 WORKS = 0.5  # "successful poisoning": at least half the triggered test inputs go to the target
 
-# The claims' own grids: thesis ε (image-norm), interpolation τ, trigger amplitudes and fractions of the
-# target class for the amplitude boundary. `amplitude_epsilons` are the ε the boundary is measured at.
+# The claims' own grids: the ε curve (thesis units, image-norm; 0 = the baseline), interpolation τ, and the
+# trigger amplitudes × fractions of the target class of the amplitude boundary (measured at the working ε).
 SIZES = config.Sizes(
-    ci=dict(epsilons=(0.0, 300.0, 1200.0), taus=(0.0, 0.2), amplitudes=(32.0,), fractions=(0.06, 0.5),
-            amplitude_epsilons=(1200.0,)),
-    lab=dict(epsilons=(0.0, 300.0, 600.0, 1200.0), taus=(0.0, 0.1, 0.2, 0.3), amplitudes=(16.0, 32.0, 64.0),
-             fractions=(0.06, 0.25, 0.5), amplitude_epsilons=(1200.0,)),
-    paper=dict(epsilons=(0.0, 300.0, 600.0, 1200.0), taus=(0.0, 0.1, 0.2, 0.3), amplitudes=(16.0, 32.0, 64.0),
-               fractions=(0.015, 0.06, 0.25, 0.5), amplitude_epsilons=(300.0, 1200.0)),
+    ci=dict(epsilons=(0.0, 300.0, 1200.0, 2400.0), taus=(0.0, 0.2), amplitudes=(32.0,), fractions=(0.06, 0.5)),
+    lab=dict(epsilons=(0.0, 300.0, 600.0, 1200.0, 2400.0), taus=(0.0, 0.1, 0.2, 0.3), amplitudes=(16.0, 32.0, 64.0),
+             fractions=(0.06, 0.25, 0.5)),
+    paper=dict(epsilons=(0.0, 300.0, 600.0, 1200.0, 2400.0), taus=(0.0, 0.1, 0.2, 0.3),
+               amplitudes=(16.0, 32.0, 64.0), fractions=(0.015, 0.06, 0.25, 0.5)),
 )
 
 
+note("label-consistent", """
+Target class 0, half of it poisoned (the lab's headline; the thesis quotes 0.4–100% of a class), a small CNN
+instead of the thesis' ResNet. **ε units.** The thesis' ε is on the 0–255 scale for 32×32×3 CIFAR-10 images.
+Converting by dimension (same RMS change per pixel) makes thesis ε = 300 a larger part of a mostly black digit
+than of a CIFAR-10 image: 4.8% of the mean image norm on digits, 6.4% on MNIST, against ≈ 4.0% on CIFAR-10. The
+rows below therefore convert by the image norm (`epsilon_scale="image-norm"`: ε = 300 is 3.96% of the image on
+every dataset), the more honest comparison; the ε curve shows both conversions on one axis. **Test-time
+trigger.** The thesis never says it evaluates with a different trigger: §3.5 and §7.6 make the reduced-amplitude
+pattern *the* backdoor trigger, and only the DP chapter (§7.10) says it uses "the full-amplitude version of this
+pattern" — so its Fig. 3-9/3-11 imply the trigger at the poisoning amplitude at test time. The amplitude row
+reports both. **Working ε.** The rows that compare attacks (ordering, τ, amplitude, four-corner, loss, detection,
+accuracy) run PGD at the smallest ε of the curve whose mean success reaches 50% (stated in the rows), so that
+they compare attacks where PGD works. **Generator.** The latent rows use a WGAN-GP trained on the target class
+and the source class (target + 1) only, as §7.4 does; pixel interpolation pulls towards images of the same
+source class. (The lab's earlier VAE on all classes remains as `generator="vae"`; it is not measured here.)
+""")
+
+
 def lc_run(s: Setting, **knobs) -> dict:
-    """One cached `label-consistent` run: the headline setting with `knobs` changed."""
-    return run("label-consistent", profile=s.profile, **{**SETTING, "dataset": s.dataset, "seed": s.seed, **knobs})
+    """One cached `label-consistent` run: the headline setting with `knobs` changed; PGD's ε in image-norm
+    units (a method without ε keeps the headline's knobs, so notebook 02's runs are shared)."""
+    pgd = knobs.get("method", SETTING["method"]).startswith("pgd")
+    scale = {"epsilon_scale": "image-norm"} if pgd else {}
+    return run("label-consistent", profile=s.profile,
+               **{**SETTING, "dataset": s.dataset, "seed": s.seed, **scale, **knobs})
+
+
+def curve_run(s: Setting, epsilon: float) -> dict:
+    """A point of the ε curve: PGD at thesis ε (image-norm), ε = 0 being the baseline (trigger only)."""
+    return lc_run(s, method="none") if epsilon == 0 else lc_run(s, epsilon=epsilon)
+
+
+def working_epsilon(dataset: str, profile: str) -> float:
+    """The smallest ε of the curve whose mean PGD success over the profile's seeds is ≥ 50% (else the largest)."""
+    epsilons = [e for e in SIZES.of(profile)["epsilons"] if e > 0]
+    for eps in epsilons:
+        runs = [curve_run(Setting(dataset, profile, seed), eps) for seed in config.profile(profile).seeds]
+        if mean([asr(r) for r in runs]) >= WORKS:
+            return eps
+    return epsilons[-1]
 
 
 def headline(s: Setting) -> dict:
-    """The headline PGD run with ε in image-norm units."""
-    return lc_run(s, epsilon_scale="image-norm")
+    """PGD at the working ε."""
+    return lc_run(s, epsilon=working_epsilon(s.dataset, s.profile))
 
 
 def asr(result: dict) -> float:
@@ -64,13 +103,14 @@ def epsilon_curve(s: Setting) -> dict:
     """Attack success at each thesis ε (image-norm; ε = 0 is the baseline) and the radius as % of the image."""
     out = {}
     for eps in SIZES.of(s.profile)["epsilons"]:
-        result = lc_run(s, method="none") if eps == 0 else lc_run(s, epsilon=eps, epsilon_scale="image-norm")
-        out[f"asr_eps_{eps:g}"] = asr(result)
+        out[f"asr_eps_{eps:g}"] = asr(curve_run(s, eps))
+    out["working_epsilon"] = working_epsilon(s.dataset, s.profile)
     return out
 
 
 def _curve_text(v) -> str:
-    return " · ".join(f"ε={k.removeprefix('asr_eps_')}: {spread(seq)}" for k, seq in v.items())
+    return (" · ".join(f"ε={k.removeprefix('asr_eps_')}: {spread(seq)}" for k, seq in v.items()
+                       if k.startswith("asr_eps_")) + f"; working ε = {v['working_epsilon'][0]:g}")
 
 
 register(Claim(
@@ -79,7 +119,8 @@ register(Claim(
     paper_value="airplane class: performance improves as ε grows 300 → 600 → 1200 (ℓ2, Fig. 3-6)",
     measure=epsilon_curve,
     criterion=Criterion("mean attack success at the largest ε − at ε = 0 (baseline) ≥ 30 points",
-                        lambda v: mean(v[max(v, key=lambda k: float(k.removeprefix('asr_eps_')))])
+                        lambda v: mean(v[max((k for k in v if k.startswith("asr_eps_")),
+                                             key=lambda k: float(k.removeprefix("asr_eps_")))])
                         - mean(v["asr_eps_0"]) >= 0.3),
     show=_curve_text,
 ))
@@ -99,8 +140,7 @@ register(Claim(
 
 def surrogates(s: Setting) -> dict:
     eps = 600.0  # where the thesis sees the difference (§4.3: "a large difference ... e.g. 600")
-    return {"adversarial": asr(lc_run(s, epsilon=eps, epsilon_scale="image-norm")),
-            "standard": asr(lc_run(s, epsilon=eps, epsilon_scale="image-norm", surrogate="standard"))}
+    return {"adversarial": asr(lc_run(s, epsilon=eps)), "standard": asr(lc_run(s, epsilon=eps, surrogate="standard"))}
 
 
 register(Claim(
@@ -117,12 +157,12 @@ register(Claim(
 
 def interpolations(s: Setting) -> dict:
     """GAN latent and pixel interpolation at each τ (τ = 0: the GAN's reproduction / the plain baseline),
-    the VAE at τ = 0.2 (the ablation), PGD and the baseline."""
-    out = {"pgd": asr(headline(s)), "baseline": asr(lc_run(s, method="none"))}
+    PGD at the working ε and the baseline."""
+    out = {"pgd": asr(headline(s)), "baseline": asr(lc_run(s, method="none")),
+           "working_epsilon": working_epsilon(s.dataset, s.profile)}
     for tau in SIZES.of(s.profile)["taus"]:
         out[f"latent_{tau:g}"] = asr(lc_run(s, method="latent", tau=tau))
         out[f"pixel_{tau:g}"] = out["baseline"] if tau == 0 else asr(lc_run(s, method="pixel", tau=tau))
-    out["vae_0.2"] = asr(lc_run(s, method="latent", tau=0.2, generator="vae"))
     return out
 
 
@@ -130,7 +170,7 @@ def _tau_text(v) -> str:
     taus = [k.removeprefix("latent_") for k in v if k.startswith("latent_")]
     return ("GAN " + " · ".join(f"τ={t}: {spread(v['latent_' + t])}" for t in taus)
             + "; pixel " + " · ".join(f"τ={t}: {spread(v['pixel_' + t])}" for t in taus)
-            + f"; VAE τ=0.2: {spread(v['vae_0.2'])}; PGD {spread(v['pgd'])}; baseline {spread(v['baseline'])}")
+            + f"; PGD (ε={v['working_epsilon'][0]:g}) {spread(v['pgd'])}; baseline {spread(v['baseline'])}")
 
 
 register(Claim(
@@ -138,7 +178,8 @@ register(Claim(
     claim="adversarial perturbations ≥ GAN interpolation > the baseline",
     paper_value="PGD more effective than GAN interpolation, both far above the baseline (§3.4, Fig. 3-7, 3-8)",
     measure=interpolations, criterion=ordered("pgd", "latent_0.2", "baseline", strict=(False, True)),
-    show=lambda v: f"PGD {spread(v['pgd'])} · GAN τ=0.2 {spread(v['latent_0.2'])} · baseline {spread(v['baseline'])}",
+    show=lambda v: (f"PGD (ε={v['working_epsilon'][0]:g}) {spread(v['pgd'])} · GAN τ=0.2 {spread(v['latent_0.2'])} · "
+                    f"baseline {spread(v['baseline'])}"),
 ))
 
 register(Claim(
@@ -159,16 +200,16 @@ register(Claim(
 # ---------------------------------------------------------------- reduced amplitude (§3.5, Fig. 3-9, 3-11)
 
 def amplitudes(s: Setting) -> dict:
-    """Attack success for amplitude × fraction of the class × ε, with the test-time trigger at the poisoning
-    amplitude (`asr_a…`) and at full amplitude (`full_a…`)."""
+    """Attack success for amplitude × fraction of the class at the working ε (the ε curve is the ε axis), with
+    the test-time trigger at the poisoning amplitude (`asr_a…`) and at full amplitude (`full_a…`)."""
     sizes = SIZES.of(s.profile)
+    eps = working_epsilon(s.dataset, s.profile)
     out = {}
-    for eps in sizes["amplitude_epsilons"]:
-        for amp in sizes["amplitudes"]:
-            for fraction in sizes["fractions"]:
-                r = lc_run(s, epsilon=eps, epsilon_scale="image-norm", amplitude=amp, poison_fraction=fraction)
-                out[f"asr_a{amp:g}_f{fraction:g}_e{eps:g}"] = asr(r)
-                out[f"full_a{amp:g}_f{fraction:g}_e{eps:g}"] = r["attack_success_rate_full_amplitude"]
+    for amp in sizes["amplitudes"]:
+        for fraction in sizes["fractions"]:
+            r = lc_run(s, epsilon=eps, amplitude=amp, poison_fraction=fraction)
+            out[f"asr_a{amp:g}_f{fraction:g}_e{eps:g}"] = asr(r)
+            out[f"full_a{amp:g}_f{fraction:g}_e{eps:g}"] = r["attack_success_rate_full_amplitude"]
     return out
 
 
@@ -216,8 +257,9 @@ register(Claim(
 # ---------------------------------------------------------------- augmentation (§3.6, Fig. 3-13, 3-14)
 
 def augmentation(s: Setting) -> dict:
-    return {"four_corner": asr(lc_run(s, trigger="four-corner", augment=True)),
-            "one_corner": asr(lc_run(s, trigger="badnets", augment=True))}
+    eps = working_epsilon(s.dataset, s.profile)
+    return {"four_corner": asr(lc_run(s, epsilon=eps, trigger="four-corner", augment=True)),
+            "one_corner": asr(lc_run(s, epsilon=eps, trigger="badnets", augment=True))}
 
 
 register(Claim(
@@ -252,7 +294,8 @@ register(Claim(
 
 def detection(s: Setting) -> dict:
     result = run("label-consistent-detection", profile=s.profile,
-                 **{**SETTING, "dataset": s.dataset, "seed": s.seed, "epsilon_scale": "image-norm"})
+                 **{**SETTING, "dataset": s.dataset, "seed": s.seed, "epsilon_scale": "image-norm",
+                    "epsilon": working_epsilon(s.dataset, s.profile)})
     i = result["ks"].index(20) if 20 in result["ks"] else min(2, len(result["ks"]) - 1)
     return {"badnets": result["found_badnets"][i], "label_consistent": result["found_label_consistent"][i],
             "k": result["ks"][i], "poisoned": result["poisoned_count"]}
