@@ -206,6 +206,8 @@ widgets.interact(plot_setting,
 # explains each claim that differs.
 # The rows measure ε as a fraction of the image (`epsilon_scale="image-norm"`: thesis ε = 300 is 4% of the image
 # here as on CIFAR-10); the sections above use the per-pixel conversion, which makes the same ε larger here.
+# The rows that compare attacks run PGD at the *working ε* — the smallest ε of the ε curve whose mean success
+# reaches 50% — so that they compare attacks where PGD works (the row on ε says which ε that is).
 
 # %%
 display(Markdown(report.notebook_table("02", DATASET, prof.name, seeds=[SEED])))

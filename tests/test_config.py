@@ -104,3 +104,15 @@ def test_keep_profile_restores_the_environment(monkeypatch):
     except KeyboardInterrupt:
         pass
     assert "LABKIT_PROFILE" not in os.environ
+
+
+def test_lab_caps_a_victims_default_training_at_max_steps_but_not_an_explicit_epoch_count():
+    lab = config.PROFILES["lab"]
+    assert lab.epochs_for(1347) == lab.epochs  # digits: 22 steps an epoch, 15 epochs = 330 steps, under the cap
+    assert lab.epochs_for(10000) == 4  # MNIST: 157 steps an epoch → ceil(600 / 157)
+    assert lab.epochs_for(10000) * -(-10000 // lab.batch_size) >= lab.max_steps  # never fewer steps than the cap
+    assert lab.epochs_for(10000, 2) == 2  # a smaller default is kept
+    assert lab.epochs_for(10**6) == 1
+    for name in ("ci", "paper"):
+        profile = config.PROFILES[name]
+        assert profile.max_steps is None and profile.epochs_for(60000) == profile.epochs

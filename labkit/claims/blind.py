@@ -57,6 +57,8 @@ register(Claim(
     claim="the same images learn a second task: the calculator's sum becomes a product under the trigger",
     paper_value="calculator add → multiply: main 95.8% → 96.0%, backdoor 1% → 95%",
     measure=tasks("calculator"), criterion=all_of(main_kept(), at_least("backdoor", WORKS)), show=_tasks_text,
+    why="both calculator tasks are under-trained at this profile's size (the sum is a 19-way task on pairs of "
+        "small digits): the row shows the main task and the backdoor at the same budget",
 ))
 
 

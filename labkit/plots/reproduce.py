@@ -29,7 +29,7 @@ def epsilon_curve(ax, relative_size, attack_success, thesis_marks: dict[str, flo
     _band(ax, relative_size, attack_success, color=ASR_COLOUR, label="PGD ℓ2 (adversarial surrogate)")
     for name, x in thesis_marks.items():
         ax.axvline(x, color="black", lw=0.8, alpha=0.6)
-        ax.annotate(name, (x, 1.0), textcoords="offset points", xytext=(2, -10), fontsize=7)
+        ax.annotate(name, (x, 0.98), textcoords="offset points", xytext=(2, 0), fontsize=7, rotation=90, va="top")
     for name, x in dimension_marks.items():
         ax.axvline(x, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("‖δ‖₂ / mean ‖x‖₂ (perturbation as a fraction of the image)")
