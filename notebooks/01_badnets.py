@@ -34,9 +34,10 @@ import numpy as np
 from IPython.display import Markdown, display
 from matplotlib import pyplot as plt
 
-from labkit import config, data, exercises, experiments, plots, report, triggers, widgets
+from labkit import config, data, exercises, experiments, plots, triggers, widgets
 from labkit.attacks import badnets
 from labkit.plots import badnets as badnets_plots
+from labkit.report import notebook_table
 
 prof = config.use_profile(PROFILE)
 plots.setup()
@@ -135,7 +136,7 @@ widgets.interact(plot_setting,
 # explains each claim that differs.
 
 # %%
-display(Markdown(report.notebook_table("01", DATASET, prof.name, seeds=[SEED])))
+display(Markdown(notebook_table("01", DATASET, prof.name, seeds=[SEED])))
 
 # %% [markdown]
 # ## Exercises

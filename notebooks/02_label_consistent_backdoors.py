@@ -36,9 +36,10 @@ SEED = 0
 from IPython.display import Markdown, display
 from matplotlib import pyplot as plt
 
-from labkit import config, data, exercises, experiments, plots, report, widgets
+from labkit import config, data, exercises, experiments, plots, widgets
 from labkit.experiments import label_consistent as lcx
 from labkit.plots import label_consistent as lcplots
+from labkit.report import notebook_table
 
 prof = config.use_profile(PROFILE)
 plots.setup()
@@ -210,7 +211,7 @@ widgets.interact(plot_setting,
 # reaches 50% — so that they compare attacks where PGD works (the row on ε says which ε that is).
 
 # %%
-display(Markdown(report.notebook_table("02", DATASET, prof.name, seeds=[SEED])))
+display(Markdown(notebook_table("02", DATASET, prof.name, seeds=[SEED])))
 
 # %% [markdown]
 # ## Exercises

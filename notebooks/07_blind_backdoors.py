@@ -39,10 +39,11 @@ import numpy as np
 from IPython.display import Markdown, display
 from matplotlib import pyplot as plt
 
-from labkit import config, data, exercises, experiments, plots, report, triggers, widgets
+from labkit import config, data, exercises, experiments, plots, triggers, widgets
 from labkit.attacks import blind, calculator, mgda
 from labkit.experiments import blind as blind_exp
 from labkit.plots import blind as blind_plots
+from labkit.report import notebook_table
 
 prof = config.use_profile(PROFILE)
 plots.setup()
@@ -237,7 +238,7 @@ wired = widgets.interact(plot_setting, **controls)
 # `labkit reproduce` runs the same rows over the profile's seeds, on digits or real MNIST.
 
 # %%
-display(Markdown(report.notebook_table("07", DATASET, prof.name, seeds=[SEED])))
+display(Markdown(notebook_table("07", DATASET, prof.name, seeds=[SEED])))
 print(f"Not a claim row — gradient shaping (paper: 66.01% main / 99.15% backdoor): σ = {noise[-1]:g} leaves "
       f"{shaped[-1]['main_accuracy_backdoored']:.1%} main / {shaped[-1]['backdoor_accuracy']:.1%} backdoor here.")
 

@@ -32,7 +32,14 @@ def test_a_dask_sweep_gives_the_sequential_numbers_and_fills_the_local_cache(clu
     assert [r["clean_accuracy"] for r in again] == [r["clean_accuracy"] for r in results]
 
 
-def test_a_task_that_raises_fails_in_one_line_and_the_rest_is_cached(cluster_client, tmp_path, monkeypatch):
+@pytest.fixture
+def no_datasets(tmp_path, monkeypatch):
+    """An empty data folder (requested before the cluster starts, so its workers inherit it): digits is bundled,
+    every other dataset is missing — even where the checkout's data/ holds a downloaded MNIST."""
+    monkeypatch.setenv("LABKIT_DATA_DIR", str(tmp_path / "no-datasets"))
+
+
+def test_a_task_that_raises_fails_in_one_line_and_the_rest_is_cached(no_datasets, cluster_client):
     grid = {"dataset": ["digits", "mnist"]}  # no MNIST in an empty data folder: that point raises on its worker
     with pytest.raises(LabkitError) as error:
         experiments.sweep("badnets", grid, client=cluster_client, progress=False, **FIXED)

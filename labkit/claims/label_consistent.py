@@ -253,7 +253,7 @@ def _amplitude_text(v) -> str:
 
 
 def _amplitude_32_works(v) -> bool:
-    """At the largest ε measured, amplitude 32 reaches ≥ 50% at every fraction ≥ 6% (trigger at amplitude 32)."""
+    """At the working ε (the one the grid ran at), amplitude 32 reaches ≥ 50% at every fraction ≥ 6% (trigger at 32)."""
     eps = max(float(k.split("_e")[-1]) for k in v if k.startswith("asr_"))
     cells = [(float(k.split("_f")[1].split("_e")[0]), mean(seq)) for k, seq in v.items()
              if k.startswith("asr_a32_f") and k.endswith(f"_e{eps:g}")]
@@ -267,10 +267,11 @@ register(Claim(
                 "(Fig. 3-9, 3-11; the trigger is the reduced one at test time too, §3.5/§7.6)",
     measure=amplitudes,
     criterion=Criterion("mean success ≥ 50% at every fraction ≥ 6% for amplitude 32, trigger at 32 at test "
-                        "time, at the largest ε measured", _amplitude_32_works),
+                        "time, at the working ε", _amplitude_32_works),
     show=_amplitude_text,
     why="a 3×3 patch at ±32/255 on a mostly black 16×16 / 28×28 digit is a faint feature against the digit "
-        "itself; the boundary table shows where the attack starts to work",
+        "itself (on black background only its white pixels show); the amplitude figure shows each amplitude "
+        "with the test-time trigger at the poisoning amplitude and at 255",
 ))
 
 
