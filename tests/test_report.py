@@ -82,3 +82,11 @@ def test_an_out_path_that_is_a_file_is_one_line(tmp_path, capsys):
     assert cli.main(["reproduce", "--out", str(target)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "is a file" in err
+
+
+def test_each_finished_claim_is_handed_on_at_once_so_a_report_cut_short_keeps_its_rows(built):
+    seen = []
+    rows = report.evaluate_all("digits", "ci", [0], papers=["badnets"], progress=False,
+                               on_row=lambda so_far: seen.append([r["id"] for r in so_far]))
+    ids = [c.id for c in claims.all_claims(paper="badnets")]
+    assert seen == [ids[:i] for i in range(1, len(ids) + 1)] and [r["id"] for r in rows] == ids
