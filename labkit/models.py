@@ -8,6 +8,8 @@ Every model maps (N, C, H, W) images in [0, 1] to (N, num_classes) logits and ex
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -187,9 +189,7 @@ class VAE(nn.Module):
     def __init__(self, image_shape, latent: int = 16, hidden: int = 256):
         super().__init__()
         self.image_shape = tuple(image_shape)
-        dim = 1
-        for s in self.image_shape:
-            dim *= s
+        dim = math.prod(self.image_shape)
         self.latent = latent
         self.encoder = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
         self.mu = nn.Linear(hidden, latent)
@@ -238,9 +238,7 @@ class Generator(nn.Module):
     def __init__(self, image_shape, latent: int = 32, hidden: int = 256):
         super().__init__()
         self.image_shape = tuple(image_shape)
-        dim = 1
-        for s in self.image_shape:
-            dim *= s
+        dim = math.prod(self.image_shape)
         self.latent = latent
         self.net = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
                                  nn.Linear(hidden, dim))
@@ -260,9 +258,7 @@ class Critic(nn.Module):
 
     def __init__(self, image_shape, hidden: int = 256):
         super().__init__()
-        dim = 1
-        for s in image_shape:
-            dim *= s
+        dim = math.prod(image_shape)
         self.net = nn.Sequential(nn.Linear(dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden),
                                  nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
 

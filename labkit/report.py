@@ -25,8 +25,6 @@ from labkit import claims, config, data, paths
 from labkit.errors import LabkitError
 from labkit.files import atomic_write, atomic_write_bytes
 
-COLUMNS = ("claim", "paper_value", "lab_value", "criterion", "verdict")
-
 
 def default_out(dataset: str, profile: str) -> Path:
     return paths.data_dir() / "reports" / f"{dataset}-{profile}"
@@ -81,12 +79,10 @@ def notebook_table(notebook: str, dataset: str, profile: str | None = None, seed
 
 def markdown(rows: list[dict]) -> str:
     """Rows as a Markdown table: claim, paper, this lab, criterion, verdict (bold)."""
-    def cell(value) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
-    lines = ["| claim | paper | this lab | criterion | verdict |", "|---|---|---|---|---|"]
-    lines += [f"| {cell(r['claim'])} | {cell(r['paper_value'])} | {cell(r['lab_value'])} | {cell(r['criterion'])} | "
-              f"**{r['verdict']}** |" for r in rows]
-    return "\n".join(lines) + "\n"
+    from labkit.plots import markdown_table
+
+    return markdown_table([[r["claim"], r["paper_value"], r["lab_value"], r["criterion"], f"**{r['verdict']}**"]
+                           for r in rows], ["claim", "paper", "this lab", "criterion", "verdict"])
 
 
 # ---------------------------------------------------------------- figures

@@ -26,13 +26,15 @@ def blind_run(s: Setting, **knobs) -> dict:
     return run("blind", profile=s.profile, dataset=s.dataset, seed=s.seed, **knobs)
 
 
+def task_numbers(r: dict) -> dict:
+    """Main and backdoor accuracy of θ and θ*, and the lowest weight MGDA gave the main task."""
+    return {"main_clean": r["main_accuracy_clean"], "main_backdoored": r["main_accuracy_backdoored"],
+            "backdoor_clean": r["backdoor_accuracy_clean"], "backdoor": r["backdoor_accuracy"],
+            "lowest_alpha0": float(r["weights"][:, 0].min())}
+
+
 def tasks(synthesizer: str):
-    def measure(s: Setting) -> dict:
-        r = blind_run(s, synthesizer=synthesizer)
-        return {"main_clean": r["main_accuracy_clean"], "main_backdoored": r["main_accuracy_backdoored"],
-                "backdoor_clean": r["backdoor_accuracy_clean"], "backdoor": r["backdoor_accuracy"],
-                "lowest_alpha0": float(r["weights"][:, 0].min())}
-    return measure
+    return lambda s: task_numbers(blind_run(s, synthesizer=synthesizer))
 
 
 def main_kept() -> Criterion:
@@ -63,9 +65,8 @@ register(Claim(
 
 
 def single_pixel(s: Setting) -> dict:
-    r = tasks("pixel")(s)
-    alpha0 = blind_run(s, synthesizer="pixel")["weights"][:, 0]
-    return {**r, "steps_alpha0_below_5pct": float((alpha0 < 0.05).float().mean())}
+    r = blind_run(s, synthesizer="pixel")
+    return {**task_numbers(r), "steps_alpha0_below_5pct": float((r["weights"][:, 0] < 0.05).float().mean())}
 
 
 register(Claim(

@@ -36,6 +36,16 @@ def _spread(values) -> tuple[np.ndarray, np.ndarray]:
     return arr.mean(axis=-1), arr.std(axis=-1)
 
 
+def band(ax, x, values, fmt: str = "-o", **style):
+    """The mean over seeds of `values` ((points,) or (points, seeds)) as a line, with a ±1 std band where the
+    seeds disagree; returns the line."""
+    mean, std = _spread(values)
+    line, = ax.plot(x, mean, fmt, **style)
+    if np.any(std > 0):
+        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+    return line
+
+
 def asr_vs_accuracy(ax, clean_accuracy, attack_success, labels=None, highlight=None, **scatter_kw):
     """Attack success (y) against clean accuracy (x): the lab's common currency.
 
@@ -66,9 +76,7 @@ def asr_vs_poison_fraction(ax, fractions, attack_success, clean_accuracy=None, l
                                         (clean_accuracy, ACC_COLOUR, "clean accuracy", "--s")):
         if values is None:
             continue
-        mean, std = _spread(values)
-        ax.plot(fractions, mean, style, color=colour, label=f"{label} · {name}" if label else name)
-        ax.fill_between(fractions, mean - std, mean + std, color=colour, alpha=0.15)
+        band(ax, fractions, values, style, color=colour, label=f"{label} · {name}" if label else name)
     ax.set_xlabel("poisoned fraction of the training set")
     ax.set_ylabel("rate")
     ax.set_ylim(-0.03, 1.03)

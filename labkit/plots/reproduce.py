@@ -8,17 +8,9 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.ticker import PercentFormatter
 
-from labkit.plots import ACC_COLOUR, ASR_COLOUR, _percent_axis, _spread
+from labkit.plots import ACC_COLOUR, ASR_COLOUR, _percent_axis, _spread, band
 
 VERDICT_COLOUR = {"holds": "#2ca25f", "differs": "#de2d26", "not run": "#bdbdbd"}
-
-
-def _band(ax, x, values, **style):
-    mean, std = _spread(values)
-    line, = ax.plot(x, mean, "-o", ms=4, **style)
-    if np.any(std > 0):
-        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.15)
-    return line
 
 
 def epsilon_curve(ax, relative_size, attack_success, thesis_marks: dict[str, float], dimension_marks: dict[str, float]):
@@ -26,7 +18,7 @@ def epsilon_curve(ax, relative_size, attack_success, thesis_marks: dict[str, flo
     as a fraction of the mean image norm (`relative_size` (points,)); vertical lines where the thesis' ε sit
     relative to a CIFAR-10 image (solid) and where the per-pixel (dimension) conversion would put them here
     (dotted)."""
-    _band(ax, relative_size, attack_success, color=ASR_COLOUR, label="PGD ℓ2 (adversarial surrogate)")
+    band(ax, relative_size, attack_success, color=ASR_COLOUR, label="PGD ℓ2 (adversarial surrogate)")
     for name, x in thesis_marks.items():
         ax.axvline(x, color="black", lw=0.8, alpha=0.6)
         ax.annotate(name, (x, 0.98), textcoords="offset points", xytext=(2, 0), fontsize=7, rotation=90, va="top")
@@ -45,7 +37,7 @@ def tau_curves(ax, taus, curves: dict[str, np.ndarray], points: dict[str, np.nda
     """Attack success against τ, one line per generator / pixel interpolation (`curves[name]`: (taus, seeds)),
     plus single reference values (`points[name]`: (seeds,)) as horizontal lines."""
     for name, values in curves.items():
-        _band(ax, taus, values, label=name)
+        band(ax, taus, values, label=name)
     for name, values in (points or {}).items():
         ax.axhline(float(np.mean(values)), ls="--", lw=1, color="grey" if "baseline" in name else "black", label=name)
     ax.set_xlabel("τ (interpolation towards the source class)")
@@ -60,7 +52,7 @@ def amplitude_boundary(ax, fractions, at_amplitude: dict[str, np.ndarray], at_fu
     """Attack success against the fraction of the target class poisoned, one colour per amplitude: solid with
     the test trigger at the poisoning amplitude, dashed with the full-amplitude trigger at test time."""
     for name, values in at_amplitude.items():
-        line = _band(ax, fractions, values, label=f"{name} (test at {name})")
+        line = band(ax, fractions, values, label=f"{name} (test at {name})")
         mean, _ = _spread(at_full[name])
         ax.plot(fractions, mean, "--", color=line.get_color(), lw=1, label=f"{name} (test at 255)")
     ax.axhline(0.5, color="grey", lw=0.8, ls=":")
