@@ -192,3 +192,21 @@ def test_the_defaults_are_the_headline_attack_that_shows_the_lesson():
     """`labkit run label-consistent` with no --set runs the notebook's headline attack, not one that shows 0%."""
     defaults = experiments.get("label-consistent").resolve({})
     assert {key: defaults[key] for key in lcx.SETTING} == lcx.SETTING
+
+
+@pytest.mark.parametrize("knob,value,message", [
+    ("generator", "diffusion", "generator must be one of gan, vae"),
+    ("epsilon_scale", "pixels", "epsilon_scale must be one of dimension, image-norm"),
+])
+def test_the_new_knobs_reject_a_bad_value_in_one_line(knob, value, message, capsys):
+    from labkit import cli
+
+    assert cli.main(["run", "label-consistent", "--set", f"{knob}={value}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and message in err and value in err
+
+
+def test_image_norm_keeps_thesis_epsilon_as_the_same_fraction_of_the_image():
+    radius = lc.scale_epsilon(300, "l2", (1, 28, 28), image_norm=9.22)
+    assert radius / 9.22 == pytest.approx(300 / lc.REFERENCE_IMAGE_NORM)
+    assert lc.scale_epsilon(8, "linf", (1, 28, 28), image_norm=9.22) == pytest.approx(8 / 255)  # ℓ∞ unchanged
