@@ -24,7 +24,7 @@ WORKS = 0.5  # "successful poisoning": at least half the triggered test inputs g
 SIZES = config.Sizes(
     ci=dict(epsilons=(0.0, 300.0, 1200.0, 2400.0), taus=(0.0, 0.2), amplitudes=(32.0,), fractions=(0.06, 0.5)),
     lab=dict(epsilons=(0.0, 300.0, 600.0, 1200.0, 2400.0), taus=(0.0, 0.1, 0.2, 0.3), amplitudes=(16.0, 32.0, 64.0),
-             fractions=(0.06, 0.25, 0.5)),
+             fractions=(0.06, 0.5)),
     paper=dict(epsilons=(0.0, 300.0, 600.0, 1200.0, 2400.0), taus=(0.0, 0.1, 0.2, 0.3),
                amplitudes=(16.0, 32.0, 64.0), fractions=(0.015, 0.06, 0.25, 0.5)),
 )

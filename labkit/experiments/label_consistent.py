@@ -74,21 +74,21 @@ def surrogate(dataset: str, kind: str, norm: str, seed: int, profile: str | conf
         raise LabkitError(f"unknown surrogate {kind!r}; choose one of {', '.join(SURROGATES)}")
     prof = config.profile(profile)
     s = SIZES.of(prof)
+    ds = data.load(dataset, profile=prof)
+    idx = (lc.disjoint_split(len(ds.y_train), seed)[0] if kind == "black-box" else torch.arange(len(ds.y_train)))
+    epochs = prof.epochs_for(len(idx), s["surrogate_epochs"])  # capped at the profile's steps, like a victim
     cfg = {"dataset": dataset, "kind": kind, "norm": norm if kind != "standard" else "-", "seed": seed,
-           "epochs": s["surrogate_epochs"], "steps": s["adv_train_steps"]}
+           "epochs": epochs, "steps": s["adv_train_steps"]}
 
     def compute() -> dict:
-        ds = data.load(dataset, profile=prof)
-        idx = (lc.disjoint_split(len(ds.y_train), seed)[0] if kind == "black-box"
-               else torch.arange(len(ds.y_train)))
         x, y = ds.x_train[idx], ds.y_train[idx]
         model = _surrogate_model(kind, ds, seed)
         if kind == "standard":
-            train.train(model, x, y, epochs=s["surrogate_epochs"], batch_size=prof.batch_size,
+            train.train(model, x, y, epochs=epochs, batch_size=prof.batch_size,
                         lr=prof.learning_rate, seed=seed + 1, device=torch.device("cpu"), progress=False)
         else:
             radius = lc.scale_epsilon(EPSILONS[norm][0], norm, ds.image_shape)
-            lc.adversarial_train(model, x, y, norm=norm, epsilon=radius, epochs=s["surrogate_epochs"],
+            lc.adversarial_train(model, x, y, norm=norm, epsilon=radius, epochs=epochs,
                                  steps=s["adv_train_steps"], lr=prof.learning_rate, seed=seed + 1,
                                  device=config.device(prof))
             model.cpu()
@@ -96,7 +96,6 @@ def surrogate(dataset: str, kind: str, norm: str, seed: int, profile: str | conf
                 "test_accuracy": train.accuracy(model, ds.x_test, ds.y_test)}
 
     result = cache.memoize("lc-surrogate", cfg, compute, profile=prof, module=__name__)
-    ds = data.load(dataset, profile=prof)
     model = _surrogate_model(kind, ds, seed)
     model.load_state_dict(result["state"])
     return model.eval(), result["indices"], float(result["test_accuracy"])
