@@ -211,3 +211,19 @@ def test_mnist_missing_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(DataMissingError, match="labkit data download mnist"):
         pairs.load("mnist-1-7")
     data._load_full.cache_clear()
+
+
+def test_algorithm1_at_epsilon_zero_is_the_clean_loss(digits):
+    """No attacker (ε = 0, so T = εn = 0 steps): U* is the clean SVM's training loss, not the loss at θ⁰ = 0 (= 1),
+    and it equals the exact bound at ε = 0; there is no candidate poison."""
+    x, y = digits.x_train, digits.y_train
+    fset = cert.feasible_set(x, y, "sphere+slab", _domain(digits))
+    alg = cert.algorithm1(x, y, fset, 0.0, digits.rho)
+    clean = float(cert.hinge(cert.train_svm(x, y, digits.rho), x, y).mean())
+    exact, _ = cert.exact_bound(x, y, fset, 0.0, digits.rho)
+    assert alg.upper_bound == pytest.approx(clean, abs=1e-6)
+    assert alg.upper_bound == pytest.approx(exact, abs=1e-4)
+    assert alg.upper_bound < 0.5
+    assert alg.poison_x.shape == (0, x.shape[1]) and alg.poison_weight == 0.0
+    result = experiments.run("certified", profile="ci", dataset="digits-1-7", epsilon=0.0)
+    assert result["upper_bound_alg1"] == pytest.approx(result["clean_train_loss"], abs=1e-6)

@@ -8,6 +8,7 @@ from typing import Callable
 
 import numpy as np
 
+from labkit.defenses.certified.bounds import hinge, train_svm
 from labkit.defenses.certified.sets import LABELS, FeasibleSet, check_labels, class_centroids, class_radii, make_set
 from labkit.defenses.certified.worst_point import worst_point
 from labkit.errors import LabkitError
@@ -58,6 +59,8 @@ def algorithm1(x: np.ndarray, y: np.ndarray, fset: FeasibleSet | Callable, epsil
         raise LabkitError(f"epsilon must be >= 0, got {epsilon:g}")
     if rho <= 0:
         raise LabkitError(f"rho must be > 0, got {rho:g}")
+    if epsilon == 0:
+        return no_attacker(x, y, rho)
     iterations = iterations or default_iterations(n, epsilon)
     set_at = fset if callable(fset) else (lambda px, py: fset)
     eta = eta or default_eta(x, set_at(x[:0], y[:0]), epsilon, rho, iterations)
@@ -84,6 +87,15 @@ def algorithm1(x: np.ndarray, y: np.ndarray, fset: FeasibleSet | Callable, epsil
         px[t], py[t] = xt, yt
     return Alg1Result(float(best), px, py, epsilon * n / iterations, history, best_theta, eta,
                       centroids if callable(fset) else None)
+
+
+def no_attacker(x: np.ndarray, y: np.ndarray, rho: float) -> Alg1Result:
+    """ε = 0: no poison, so U(θ) is the clean loss and U* = min_{‖θ‖²≤ρ} (1/n)L(θ; D_c), solved exactly
+    (T = εn = 0 steps of Algorithm 1 would leave θ⁰ = 0 and report the hinge loss at 0, i.e. 1)."""
+    theta = train_svm(x, y, rho)
+    loss = float(hinge(theta, x, y).mean())
+    d = x.shape[1]
+    return Alg1Result(loss, np.zeros((0, d)), np.zeros(0), 0.0, np.array([loss]), theta, float("nan"), None)
 
 
 def data_dependent_sets(x: np.ndarray, y: np.ndarray, defense: str, domain, epsilon: float,
