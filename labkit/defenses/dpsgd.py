@@ -162,6 +162,42 @@ def epsilon(noise_multiplier: float, q: float, steps: int, delta: float = DELTA,
     return float(acc.get_epsilon(delta=delta))
 
 
+def epsilon_classic_rdp(noise_multiplier: float, q: float, steps: int, delta: float = DELTA) -> float:
+    """ε from the same Rényi-DP curve as Opacus' RDP accountant (`compute_rdp`, its default orders α), but
+    converted to (ε, δ) with Mironov's original bound ε = min_α RDP(α) + log(1/δ)/(α − 1) (Mironov 2017,
+    Prop. 3). Opacus' accountant now uses the tighter conversion of Balle et al. (2020), so for the same σ, q
+    and steps it reports a smaller ε; example READMEs written with the older conversion quote this one."""
+    if noise_multiplier <= 0:
+        return float("inf")
+    if steps <= 0:
+        return 0.0
+    from opacus.accountants import RDPAccountant
+    from opacus.accountants.analysis.rdp import compute_rdp
+
+    orders = RDPAccountant.DEFAULT_ALPHAS
+    rdp = compute_rdp(q=float(q), noise_multiplier=float(noise_multiplier), steps=int(steps), orders=orders)
+    return float(min(r + math.log(1 / delta) / (alpha - 1) for r, alpha in zip(rdp, orders)))
+
+
+# Opacus' MNIST example (examples/mnist.py, its README's "(2.91, 1e-5)-DP" row): σ = 1.1, C = 1.0, 60 epochs
+# of 60,000 images at sample rate 0.004 (`-sr=0.004`: Poisson lots of 240 expected), δ = 1e-5; 96.78% accuracy
+# (their SampleConvNet, averaged over 10 runs). The present example draws lots of 64 (q = 1/938) instead.
+OPACUS_MNIST_EXAMPLE = {"noise_multiplier": 1.1, "max_grad_norm": 1.0, "epochs": 60, "train_size": 60000,
+                        "lot_size": 240, "delta": 1e-5, "readme_epsilon": 2.91, "readme_accuracy": 0.9678}
+
+
+def opacus_example_parity(example: dict = OPACUS_MNIST_EXAMPLE) -> dict:
+    """ε of this lab's DP path (its sample rate and step count for the example's data, lot and epochs) under
+    the RDP and PRV accountants, beside the README's: {q, steps, readme, rdp, prv, rdp_classic_conversion}."""
+    q = sample_rate(example["train_size"], example["lot_size"])
+    steps = steps_for(example["train_size"], example["lot_size"], example["epochs"])
+    sigma, delta = example["noise_multiplier"], example["delta"]
+    out = {"q": q, "steps": steps, "readme": example["readme_epsilon"],
+           "rdp_classic_conversion": epsilon_classic_rdp(sigma, q, steps, delta)}
+    out.update({name: epsilon(sigma, q, steps, delta, accountant=name) for name in ("rdp", "prv")})  # gdp: experimental
+    return out
+
+
 def _loader(x: torch.Tensor, y: torch.Tensor, lot_size: int, seed: int) -> DataLoader:
     return DataLoader(TensorDataset(x, y), batch_size=lot_size, shuffle=False, generator=generator(seed))
 
