@@ -313,3 +313,49 @@ def test_pass_cost_probe_leaves_the_model_untouched():
     assert math.isfinite(cost) and cost > 0
     assert all(p.requires_grad for p in model.parameters())
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def _square(size: int, top: int, left: int, side: int = 3) -> torch.Tensor:
+    mask = torch.zeros(size, size)
+    mask[top:top + side, left:left + side] = 1.0
+    return mask
+
+
+def test_mask_iou_on_planted_masks():
+    """The reversed mask's k strongest pixels (k = the true trigger's pixels) against the true trigger."""
+    from labkit.defenses import nc_analysis
+
+    truth = _square(16, 12, 12)
+    assert nc_analysis.mask_iou(truth * 0.7, truth) == 1.0  # scale does not matter, location does
+    assert nc_analysis.mask_iou(_square(16, 11, 11), truth) == pytest.approx(4 / 14)  # one pixel up-left
+    assert nc_analysis.mask_iou(_square(16, 0, 0), truth) == 0.0
+    soft = truth * 0.9 + torch.rand(16, 16) * 0.1  # faint noise everywhere, the trigger strongest
+    assert nc_analysis.mask_iou(soft, truth) == 1.0
+    with pytest.raises(LabkitError, match="empty"):
+        nc_analysis.mask_iou(truth, torch.zeros(16, 16))
+
+
+def test_neuron_iou_and_activations_on_a_transparent_model():
+    """With embed(x) = the flattened pixels, a trigger's backdoor neurons are its own pixels."""
+    from labkit.defenses import nc_analysis
+    from labkit.triggers import Trigger
+
+    class Pixels(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+        def embed(self, x):
+            return x.flatten(1)
+
+    x = torch.rand(20, 1, 6, 6) * 0.5
+    corner, same, elsewhere = (Trigger(_square(6, 3, 3), torch.ones(1, 6, 6)),
+                               Trigger(_square(6, 3, 3) * 0.9, torch.ones(1, 6, 6)),
+                               Trigger(_square(6, 0, 0), torch.ones(1, 6, 6)))
+    model = Pixels()
+    assert nc_analysis.neuron_iou(model, x, same, corner, 9 / 36) == 1.0
+    assert nc_analysis.neuron_iou(model, x, elsewhere, corner, 9 / 36) == 0.0
+    neurons = nc_analysis.backdoor_neurons(model, x, corner, 9 / 36)
+    assert sorted(neurons.tolist()) == sorted((r * 6 + c) for r in range(3, 6) for c in range(3, 6))
+    assert nc_analysis.mean_activation(model, corner.apply(x), neurons) == pytest.approx(1.0)
+    assert nc_analysis.mean_activation(model, x, neurons) < 0.5
