@@ -148,3 +148,40 @@ def test_acceptance_pruning_aware_attack(tmp_cache, monkeypatch):
     assert r["pruned_attack_success_rate"] > 0.5, r["pruned_attack_success_rate"]
     assert r["attack_success_rate"] < r["pruned_attack_success_rate"] - 0.2, (r["attack_success_rate"],
                                                                           r["pruned_attack_success_rate"])
+
+
+def test_weight_threshold_is_the_reports_formula():
+    w = torch.tensor([[-1.0, 0.0], [1.0, 3.0]])
+    assert fp.weight_threshold(w, 0.25) == pytest.approx(0.0)  # −1 + (3 − (−1))·0.25
+    assert fp.weight_threshold(w, 0.5, alive=w > 0) == pytest.approx(2.0)  # over 1 and 3 only
+    with pytest.raises(LabkitError, match="fraction"):
+        fp.weight_threshold(w, 1.5)
+
+
+def test_prune_weights_below_masks_the_lowest_values_of_each_conv_layer():
+    conv = torch.nn.Conv2d(1, 1, 2, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([[[[-1.0, 0.0], [1.0, 3.0]]]]))
+    model = torch.nn.Sequential(conv)
+    fp.prune_weights_below(model, 0.25)  # threshold 0: −1 and 0 go
+    assert conv.weight.flatten().tolist() == [0.0, 0.0, 1.0, 3.0]
+    assert fp.pruned_weight_fraction(model) == 0.5
+    fp.prune_weights_below(model, 0.5)  # over the alive 1 and 3: threshold 2, so 1 goes
+    assert conv.weight.flatten().tolist() == [0.0, 0.0, 0.0, 3.0]
+
+
+def test_weight_prune_loop_keeps_pruned_weights_at_zero_and_stops_on_accuracy():
+    torch.manual_seed(0)
+    model = models.SmallCNN(1, 3, 8, width=4, hidden=8)
+    x, y = torch.rand(60, 1, 8, 8), torch.randint(0, 3, (60,))
+    final, rows = fp.weight_prune_loop(model, x[:40], y[:40], x[40:], y[40:], step=0.2, max_drop=1.0, max_rounds=3,
+                                       epochs=1, lr=1e-2, evaluate=lambda m: {"zeros": fp.pruned_weight_fraction(m)})
+    assert [r["round"] for r in rows] == [0, 1, 2, 3] and all(r["accepted"] for r in rows)
+    pruned = [r["weights_pruned"] for r in rows]
+    assert pruned == sorted(pruned) and pruned[-1] > pruned[1] > 0
+    assert not any(hasattr(m, "weight_mask") for m in final.modules())  # plain parameters again
+    zeros = sum(int((c.weight == 0).sum()) for c in fp.conv_layers(final))
+    assert zeros / sum(c.weight.numel() for c in fp.conv_layers(final)) == pytest.approx(pruned[-1])
+    _, strict = fp.weight_prune_loop(model, x[:40], y[:40], x[40:], y[40:], step=0.5, max_drop=-1.0, max_rounds=3,
+                                     epochs=1, lr=1e-2)
+    assert len(strict) == 2 and not strict[-1]["accepted"]  # the first round breaks a budget below zero

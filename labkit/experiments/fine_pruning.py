@@ -31,14 +31,15 @@ CURVE_PERCENTS = tuple(range(0, 100, 5))
 # and calibration); `finetune_epochs`; `strip_n` STRIP's perturbed copies per input (the paper's 100);
 # `eval_size` clean test inputs STRIP screens (and as many triggered ones; None = all); `prune_grid` the
 # pruned percentages the notebook sweeps with fine-tuning (and its widget offers); `finetune_budgets` the
-# fine-tuning budgets the notebook compares, as `fine-pruning` overrides (clean images, Adam lr).
+# fine-tuning budgets the notebook compares, as `fine-pruning` overrides (clean images, Adam lr); `widths` the
+# victims' SmallCNN widths of the spare-capacity sweep (`fine-pruning-width`).
 SIZES = config.Sizes(
-    ci=dict(clean_size=200, finetune_epochs=10, strip_n=20, eval_size=100, prune_grid=(0.0, 50.0, 80.0),
+    ci=dict(clean_size=200, finetune_epochs=10, strip_n=20, eval_size=100, prune_grid=(0.0, 50.0, 80.0), widths=(32, 64),
             finetune_budgets=({"clean_size": 100, "finetune_lr": 5e-4}, {"finetune_lr": 3e-3})),
-    lab=dict(clean_size=400, finetune_epochs=20, strip_n=100, eval_size=300,
+    lab=dict(clean_size=400, finetune_epochs=20, strip_n=100, eval_size=300, widths=(32, 64, 128),
              prune_grid=(0.0, 20.0, 40.0, 60.0, 80.0, 90.0),
              finetune_budgets=({"clean_size": 200, "finetune_lr": 5e-4}, {"finetune_lr": 1e-3}, {"finetune_lr": 3e-3})),
-    paper=dict(clean_size=1000, finetune_epochs=20, strip_n=100, eval_size=2000,
+    paper=dict(clean_size=1000, finetune_epochs=20, strip_n=100, eval_size=2000, widths=(32, 64, 128),
                prune_grid=tuple(float(p) for p in range(0, 100, 10)),
                finetune_budgets=({"clean_size": 200, "finetune_lr": 5e-4}, {"finetune_lr": 1e-3}, {"finetune_lr": 3e-3})),
 )
@@ -277,3 +278,87 @@ def defense_pipeline(cfg: Config) -> dict:
             "trojan_to_target": float((trojan_answers == target).float().mean()),
             "trojan_correct": float((trojan_answers == y_trojan).float().mean()),
             "clean_count": len(y_clean), "trojan_count": len(y_trojan), "threshold": screened["threshold"]}
+
+
+@register("fine-pruning-weights", {
+    **ATTACK, **DEFENDER,
+    "step": Param(0.05, float, 0, 1, low_open=True, help="each round prunes weights ≤ min + (max − min)·step"),
+    "max_drop": Param(0.01, float, -1, 1, help="stop once validation accuracy falls this much (fraction) below the unpruned model's"),
+    "max_rounds": Param(20, int, 1, 200, help="most pruning rounds"),
+    "finetune_lr": FINETUNE["finetune_lr"],
+    "finetune_epochs": Param(None, int, 1, 1000, optional=True, help="fine-tuning epochs per round (default: a quarter of the profile's)"),
+}, summary=("clean_accuracy", "attack_success_rate", "weights_pruned", "rounds_kept"))
+def fine_pruning_weights(cfg: Config) -> dict:
+    """The student report's own procedure (its Table 3): prune every conv layer's weights below
+    min + (max − min)·5%, fine-tune, repeat until validation accuracy drops by `max_drop`.
+
+    As in `fine-pruning-loop`, a quarter of the defender's clean images decides when to stop."""
+    model, ds, trig, poisoned = attacked(cfg)
+    x_clean, y_clean = defender_data(cfg, ds, poisoned)
+    split = len(y_clean) * 3 // 4
+    epochs = cfg.finetune_epochs or max(1, cfg.sizes(SIZES)["finetune_epochs"] // 4)
+    evaluate = evaluator(ds, trig, cfg.target)
+    final_model, rows = fp.weight_prune_loop(model, x_clean[:split], y_clean[:split], x_clean[split:],
+                                             y_clean[split:], step=cfg.step, max_drop=cfg.max_drop,
+                                             max_rounds=cfg.max_rounds, epochs=epochs, lr=cfg.finetune_lr,
+                                             seed=cfg.seed, evaluate=evaluate, device=cfg.device)
+    kept = [r for r in rows if r["accepted"]][-1]
+    return {**evaluate(final_model), "weights_pruned": kept["weights_pruned"], "rounds_kept": kept["round"],
+            "rounds": rows, "epochs_per_round": epochs}
+
+
+WIDTHS = (32, 64, 128)  # SmallCNN widths: the last conv layer has 2 × width channels (64, 128, 256)
+
+
+def wide_victim(cfg: Config, ds: data.Dataset, trig):
+    """(BadNets model with last conv layer 2·`cfg.width` channels, poisoned indices): notebook 01's cached model
+    at the default width, else trained here with the same poisoning, profile epochs and seed."""
+    if cfg.width == WIDTHS[0]:
+        model, _, _, poisoned = attacked(cfg)
+        return model, poisoned
+    x_p, y_p, idx = badnets_attack.poison(ds.x_train, ds.y_train, trigger=trig, target=cfg.target,
+                                          fraction=cfg.poison_fraction, seed=cfg.seed)
+    torch.manual_seed(cfg.seed)
+    model = models.SmallCNN(ds.image_shape[0], ds.num_classes, ds.image_shape[1], width=cfg.width)
+    prof = cfg.profile
+    train.train(model, x_p, y_p, epochs=prof.epochs_for(len(y_p)), batch_size=prof.batch_size, lr=prof.learning_rate,
+                seed=cfg.seed, device=cfg.device, desc=f"badnets width {cfg.width}")
+    return model.cpu().eval(), idx
+
+
+@register("fine-pruning-width", {
+    **{k: v for k, v in ATTACK.items() if k not in ("attack", "attacker_prune_percent")},
+    "attack": Param("badnets", str, choices=("badnets",), help="how the victim was backdoored"),
+    "attacker_prune_percent": ATTACK["attacker_prune_percent"],
+    "width": Param(32, int, choices=WIDTHS, help="SmallCNN width: the last conv layer has 2 × width channels"),
+    **DEFENDER,
+    "prune_percent": Param(80.0, float, 0, 100, help="% of last-conv channels pruned (most dormant on clean data first)"),
+    "finetune_lr": FINETUNE["finetune_lr"],
+    "finetune_epochs": FINETUNE["finetune_epochs"],
+}, summary=("width", "original_attack_success_rate", "pruned_attack_success_rate", "finetuned_attack_success_rate",
+            "attack_success_rate", "clean_accuracy"))
+def fine_pruning_width(cfg: Config) -> dict:
+    """Does fine-pruning need spare capacity? A BadNets victim at `width`, then pruning alone, fine-tuning
+    alone and fine-pruning (prune `prune_percent`% + fine-tune), each from the same victim."""
+    ds = data.load(cfg.dataset, profile=cfg.profile)
+    trig = triggers.make(cfg.trigger, ds.image_shape, cfg.amplitude)
+    model, poisoned = wide_victim(cfg, ds, trig)
+    x_clean, y_clean = defender_data(cfg, ds, poisoned)
+    evaluate = evaluator(ds, trig, cfg.target)
+    epochs = cfg.sizes(SIZES)["finetune_epochs"] if cfg.finetune_epochs is None else cfg.finetune_epochs
+    activations = fp.channel_activations(model, x_clean)
+    pruned = fp.pruned_copy(model, activations, cfg.prune_percent)
+    out = {"width": cfg.width, "channels": fp.last_conv(model).out_channels}
+    for name, candidate in (("original", model), ("pruned", pruned)):
+        scores = evaluate(candidate)
+        out[f"{name}_attack_success_rate"], out[f"{name}_clean_accuracy"] = (scores["attack_success_rate"],
+                                                                             scores["clean_accuracy"])
+    for name, candidate in (("finetuned", fp.pruned_copy(model, activations, 0.0)), ("fine_pruned", pruned)):
+        fp.fine_tune(candidate, x_clean, y_clean, epochs=epochs, lr=cfg.finetune_lr, seed=cfg.seed, device=cfg.device)
+        scores = evaluate(candidate)
+        out[f"{name}_attack_success_rate"], out[f"{name}_clean_accuracy"] = (scores["attack_success_rate"],
+                                                                             scores["clean_accuracy"])
+    dormant = activations <= 1e-6
+    return {**out, "attack_success_rate": out["fine_pruned_attack_success_rate"],
+            "clean_accuracy": out["fine_pruned_clean_accuracy"], "dormant_channels": int(dormant.sum()),
+            "clean_activations": activations}

@@ -131,6 +131,45 @@ def loop_rounds(ax, rounds: list[dict], max_drop: float | None = None):
     return ax
 
 
+def weight_rounds(ax, rounds: list[dict], max_drop: float | None = None, report: bool = True):
+    """The report's own procedure: accuracy and attack success after each weight-threshold round (x = round,
+    labelled as the report's "5% × round"), with the share of conv weights pruned on top, and Table 3's rows."""
+    steps = [5 * r["round"] for r in rounds]
+    ax.plot(steps, [r["val_accuracy"] for r in rounds], "--s", color=ACC_COLOUR, ms=4, label="validation accuracy")
+    ax.plot(steps, [r["clean_accuracy"] for r in rounds], "-s", color=ACC_COLOUR, ms=4, alpha=0.6, label="test accuracy")
+    ax.plot(steps, [r["attack_success_rate"] for r in rounds], "-o", color=ASR_COLOUR, ms=4, label="attack success")
+    if report:
+        ax.plot(REPORT_TABLE3["percents"], REPORT_TABLE3["attack_success_rate"], "x:", color=ASR_COLOUR, ms=7,
+                label="report Table 3: poison accuracy")
+    if max_drop is not None:
+        ax.axhline(rounds[0]["val_accuracy"] - max_drop, color="gray", ls=":", lw=1, label="stop below this")
+    for r, x in zip(rounds, steps):
+        ax.annotate(f"{r['weights_pruned']:.0%}", (x, 1.0), fontsize=7, ha="center", va="bottom", color="gray")
+    ax.set_xlabel("5% × round (the report's 'pruned channels percent'); grey: conv weights at zero")
+    ax.set_ylim(-0.03, 1.1)
+    _percent_axis(ax.yaxis)
+    ax.legend(fontsize=8, loc="center right")
+    return ax
+
+
+def width_sweep(ax, runs: list[dict]):
+    """Attack success after pruning alone, fine-tuning alone and fine-pruning, per last-conv width (channels)."""
+    channels = [r["channels"] for r in runs]
+    x = np.arange(len(runs))
+    stages = (("original", "victim", 0.25), ("pruned", "pruning alone", 0.45), ("finetuned", "fine-tuning alone", 0.65),
+              ("fine_pruned", "fine-pruning", 1.0))
+    for i, (key, label, alpha) in enumerate(stages):
+        ax.bar(x + (i - 1.5) * 0.2, [r[f"{key}_attack_success_rate"] for r in runs], 0.2, color=ASR_COLOUR,
+               alpha=alpha, label=label)
+    ax.plot(x, [r["fine_pruned_clean_accuracy"] for r in runs], "s--", color=ACC_COLOUR, label="accuracy after fine-pruning")
+    ax.set_xticks(x, [f"{c} channels\n({r['dormant_channels']} dormant)" for c, r in zip(channels, runs)])
+    ax.set_ylabel("attack success")
+    ax.set_ylim(0, 1.05)
+    _percent_axis(ax.yaxis)
+    ax.legend(fontsize=8, loc="lower left", ncol=2)
+    return ax
+
+
 def entropy_histograms(ax, benign, trojan, threshold: float | None = None, bins: int = 30, calibration=None):
     """STRIP entropies (bits) of clean vs triggered inputs, the threshold, and (if `calibration` entropies
     are given) the normal fitted to them, from which the paper's threshold comes."""
