@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from labkit import claims, config, data, paths
 from labkit.errors import LabkitError
+from labkit.experiments import run
 from labkit.files import atomic_write, atomic_write_bytes
 
 
@@ -112,7 +113,64 @@ def figures(dataset: str, profile: str, seeds: Sequence[int], rows: list[dict]) 
         out["label-consistent-loss.png"] = _loss_figure(dataset, profile, seeds[0])
     if "blind-pattern" in ran:
         out["blind-tasks.png"] = _blind_figure(rows)
+    if "dpsgd-four-corner" in ran:
+        out["dpsgd-sigma.png"] = _dpsgd_figure(rows)
+    if "fp-spare-capacity" in ran:
+        out["fine-pruning-width.png"] = _width_figure(dataset, profile, seeds[0])
+    if "fp-report-table3" in ran:
+        out["fine-pruning-weights.png"] = _weights_figure(dataset, profile, seeds[0])
     return out
+
+
+def _dpsgd_figure(rows: list[dict]):
+    """Attack success and accuracy at σ = 0 and σ = 1 for each DP-SGD row (mean over seeds, seeds as dots)."""
+    from matplotlib import pyplot as plt
+
+    from labkit.plots import ACC_COLOUR, ASR_COLOUR, _percent_axis
+
+    ids = [i for i in ("dpsgd-four-corner", "dpsgd-x-trigger", "dpsgd-frozen") if _row(rows, i)["values"]]
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for j, claim_id in enumerate(ids):
+        v = _row(rows, claim_id)["values"]
+        for k, (key, colour) in enumerate((("asr", ASR_COLOUR), ("accuracy", ACC_COLOUR))):
+            for m, sigma in enumerate(("0", "1")):
+                x = j + (2 * k + m - 1.5) * 0.2
+                values = v[f"{key}_sigma{sigma}"]
+                ax.bar(x, np.mean(values), 0.18, color=colour, alpha=0.45 if sigma == "0" else 1.0,
+                       label=f"{key}, σ = {sigma}" if j == 0 else None)
+                ax.plot([x] * len(values), values, "k.", ms=3)
+    ax.set_xticks(range(len(ids)), [i.removeprefix("dpsgd-") for i in ids])
+    ax.set_ylim(0, 1.05)
+    _percent_axis(ax.yaxis)
+    ax.legend(fontsize=8, ncol=2)
+    ax.set_title("DP-SGD at 3% poisoned: σ = 0 (pale) vs σ = 1")
+    return fig
+
+
+def _width_figure(dataset: str, profile: str, seed: int):
+    from matplotlib import pyplot as plt
+
+    from labkit.experiments import fine_pruning as fpx
+    from labkit.plots import fine_pruning as fplots
+
+    runs = [run("fine-pruning-width", profile=profile, dataset=dataset, seed=seed, width=w)
+            for w in fpx.SIZES.of(profile)["widths"]]
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fplots.width_sweep(ax, runs)
+    ax.set_title(f"fine-pruning against the last conv layer's width (seed {seed})")
+    return fig
+
+
+def _weights_figure(dataset: str, profile: str, seed: int):
+    from matplotlib import pyplot as plt
+
+    from labkit.plots import fine_pruning as fplots
+
+    result = run("fine-pruning-weights", profile=profile, dataset=dataset, seed=seed)
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fplots.weight_rounds(ax, result["rounds"], max_drop=0.01)
+    ax.set_title(f"the report's weight-threshold fine-pruning (seed {seed})")
+    return fig
 
 
 def _row(rows: list[dict], claim_id: str) -> dict:

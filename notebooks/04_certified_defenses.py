@@ -46,6 +46,7 @@ from labkit.bench import seconds
 from labkit.defenses import certified as cert
 from labkit.experiments import certified as certified_exp
 from labkit.plots import certified as cplots
+from labkit.report import notebook_table
 
 prof = config.use_profile(PROFILE)
 plots.setup()
@@ -178,16 +179,7 @@ widgets.interact(plot_setting,
 # ## Paper vs this lab
 
 # %%
-i_both, j_max, j_min = grid["defense"].index("sphere+slab"), len(EPSILONS) - 1, 1
-clean_err = runs[0]["clean_test_error"]
-display(Markdown(f"""
-| | paper | this lab ({DATASET}, profile `{prof.name}`) |
-|---|---|---|
-| oracle sphere+slab up to ε = {EPSILONS[j_max]:g}: certified loss | MNIST-1-7 and Dogfish stay resilient up to ε = 0.3 | exact bound {table['upper_bound_exact'][i_both, j_max]:.3f} vs clean training loss {runs[0]['clean_train_loss']:.3f} |
-| the attack Algorithm 1 finds there | beats earlier attacks; the upper bound stays low | achieved {table['attack_train_loss'][i_both, j_max]:.3f}; test error {clean_err:.1%} → {table['attack_test_error'][i_both, j_max]:.1%} |
-| no sanitizer, ε = {EPSILONS[j_max]:g} | — | exact bound {table['upper_bound_exact'][0, j_max]:.3f}; test error → {table['attack_test_error'][0, j_max]:.1%} |
-| data-dependent sanitizer | IMDB test error 12% → 23% at 3% poison | ε = {EPSILONS[j_min]:g}: achieved {dd['attack_train_loss'][1, j_min]:.3f} (oracle bound {dd['oracle_upper_bound_exact'][0, j_min]:.3f}); ε = {EPSILONS[j_max]:g}: {dd['attack_train_loss'][1, j_max]:.3f} (oracle bound {dd['oracle_upper_bound_exact'][0, j_max]:.3f}), test error → {dd['attack_test_error'][1, j_max]:.1%} |
-"""))
+display(Markdown(notebook_table("04", DATASET.removesuffix("-1-7"), prof.name, seeds=[SEED])))
 
 # %% [markdown]
 # **Limitations (from the paper's discussion).** The certificate needs the *clean* training data, so it

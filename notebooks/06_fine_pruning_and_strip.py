@@ -41,6 +41,7 @@ from labkit import config, data, exercises, experiments, plots, widgets
 from labkit.defenses import strip
 from labkit.experiments import fine_pruning as fpx
 from labkit.plots import fine_pruning as fplots
+from labkit.report import notebook_table
 
 prof = config.use_profile(PROFILE)
 plots.setup()
@@ -172,6 +173,33 @@ for ax, drop in zip(axes, (0.01, 0.04)):
 plt.show()
 
 # %% [markdown]
+# ### The report's own procedure: weight thresholds
+# The loop above prunes *channels*. The student report prunes *weights*: in every conv layer, each weight
+# ≤ min + (max − min)·5% of the layer's signed values, then fine-tunes, round after round, stopping when
+# accuracy drops by 1 point. Its Table 3 (dotted crosses) labels round k as "5k% pruned channels"; the grey
+# numbers say how much of the network each round actually removes.
+
+# %%
+weights_loop = experiments.run("fine-pruning-weights", **victim)
+fig, ax = plt.subplots(figsize=(8, 3.8))
+fplots.weight_rounds(ax, weights_loop["rounds"], max_drop=0.01)
+ax.set_title(f"kept {weights_loop['rounds_kept']} round(s), {weights_loop['weights_pruned']:.1%} of conv weights "
+             f"pruned: ASR {weights_loop['attack_success_rate']:.1%}", fontsize=9)
+plt.show()
+
+# %% [markdown]
+# ### Does fine-pruning need spare capacity?
+# Pruning removes channels that are *dormant on clean data*; it can only reach the backdoor if the backdoor
+# lives there. The same BadNets attack against wider victims (more last-layer channels), then pruning alone,
+# fine-tuning alone and both (80% pruned):
+
+# %%
+widths = [experiments.run("fine-pruning-width", width=w, **victim) for w in sizes["widths"]]
+fig, ax = plt.subplots(figsize=(8, 3.8))
+fplots.width_sweep(ax, widths)
+plt.show()
+
+# %% [markdown]
 # ## 7 · STRIP: entropy of superimposed copies
 # Each input is added to N random clean images from the defender's set (clipped to [0, 1]); the entropy
 # (bits, over the classes) of each copy's prediction is averaged over the N copies. The threshold comes from
@@ -230,19 +258,7 @@ plt.show()
 # ## Paper vs this lab
 
 # %%
-strip_1 = experiments.run("strip", frr=0.01, **victim)
-at_deep = rows[grid["prune_percent"].index(deep)]
-display(Markdown(f"""
-| | paper / report | this lab ({DATASET}, profile `{prof.name}`) |
-|---|---|---|
-| pruning alone (report Table 3, faces) | 0/5/10/15% → poison 99.99/30.78/4.51/0.05%, clean 97.77→86.16% | 0/5/10/15% → ASR {' / '.join(f'{a:.0%}' for a in curve['attack_success_rate'][:4])}; {deep:g}% → {curve['attack_success_rate'][curve['percents'].index(deep)]:.0%} |
-| fine-pruning (Liu et al.) | attack success to ~0%, small accuracy drop | {deep:g}%: ASR {at_deep['attack_success_rate']:.1%}, accuracy {at_deep['clean_accuracy']:.1%} (was {at_deep['original_clean_accuracy']:.1%}); fine-tuning alone: ASR {rows[0]['attack_success_rate']:.1%} |
-| the report's loop (prune 5% more until accuracy −1%) | poison accuracy < 1% | kept {loops[0.01]['final_percent']:.0f}% pruned: ASR {loops[0.01]['attack_success_rate']:.1%}, accuracy {loops[0.01]['clean_accuracy']:.1%} (at −4%: {loops[0.04]['final_percent']:.0f}%, ASR {loops[0.04]['attack_success_rate']:.1%}) |
-| pruning-aware attack | pruning alone fails, fine-pruning works | pruning {deep:g}%: ASR {summary['pruning-aware'][f'pruning {deep:g}%']:.0%}; fine-pruning: {summary['pruning-aware'][f'fine-pruning {deep:g}%']:.0%} |
-| STRIP, FRR 1% (Gao et al., N = 100) | FAR 0.46% | FAR {strip_1['far']:.1%} (measured FRR {strip_1['frr']:.1%}, N = {strip_1['n_copies']}) |
-| STRIP (report, N = 10) | FRR 7.4%, FAR 9.0% | target FRR 5%: FRR {screen['frr']:.1%}, FAR {screen['far']:.1%} |
-| mean entropy clean vs trojaned | — | {screen['benign_mean_entropy']:.2f} vs {screen['trojan_mean_entropy']:.2f} bits |
-"""))
+display(Markdown(notebook_table("06", DATASET, prof.name, seeds=[SEED])))
 
 # %% [markdown]
 # ## Exercises
