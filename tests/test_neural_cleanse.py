@@ -359,3 +359,19 @@ def test_neuron_iou_and_activations_on_a_transparent_model():
     assert sorted(neurons.tolist()) == sorted((r * 6 + c) for r in range(3, 6) for c in range(3, 6))
     assert nc_analysis.mean_activation(model, corner.apply(x), neurons) == pytest.approx(1.0)
     assert nc_analysis.mean_activation(model, x, neurons) < 0.5
+
+
+def test_last_conv_pruning_stops_when_the_reversed_trigger_stops_working():
+    """On the ci BadNets model, with the true trigger standing in for the reversed one: channels are masked one at
+    a time until the trigger's success falls below 5%, and the lists start with the unpruned model."""
+    from labkit import data
+    from labkit.defenses import nc_analysis
+
+    result = experiments.run("badnets", profile="ci", dataset="digits", poison_fraction=0.1)
+    model = models.from_result(result)
+    ds = data.load("digits", profile="ci")
+    trig = triggers.make("badnets", ds.image_shape)
+    out = nc_analysis.prune_last_conv(model, ds.x_train[:64], trig, ds.x_test, ds.y_test, trig, 0)
+    assert out["pruned"][0] == 0 and out["asr_reversed"][0] > 0.9 and out["asr_reversed"] == out["asr_original"]
+    assert out["stopped_at"] is None or out["asr_reversed"][out["stopped_at"]] < 0.05
+    assert len(out["pruned"]) <= model.conv2.out_channels // 2 + 1

@@ -7,6 +7,7 @@ from labkit import config, data, models
 from labkit.claims import (Claim, Setting, all_of, at_least, at_most, close_to, note, ratio_at_least, register,
                            spread)
 from labkit.defenses import nc_analysis
+from labkit.experiments import neural_cleanse as ncx
 from labkit.experiments import run
 from labkit.triggers import Trigger
 
@@ -139,4 +140,36 @@ register(Claim(
     measure=unlearning,
     criterion=at_least("asr_clean", 0.5),
     show=lambda v: f"clean images only: ASR {spread(v['asr_clean'])}; original trigger: {spread(v['asr_original'])}",
+))
+
+
+def pruning(s: Setting) -> dict:
+    """Pruning with the reversed trigger in the second-to-last layer (the experiment's run) and in the last conv
+    layer (computed here from the cached model): at the step where the reversed trigger stops working."""
+    r = infected(s)
+    ds = data.load(s.dataset, profile=s.profile)
+    model = models.from_result(r)
+    target = r["target_label"]
+    found = Trigger(r["masks"][target], r["patterns"][target], 255.0, "reversed")
+    true = Trigger(r["true_masks"][0], r["true_patterns"][0], 255.0, "original")
+    x_clean = ncx.defender_sample(ds, ncx.SIZES.of(s.profile)["samples"], s.seed)  # the experiment's own sample
+    conv = nc_analysis.prune_last_conv(model, x_clean, found, ds.x_test, ds.y_test, true, target)
+    out = {}
+    for layer, res in (("fc", r["pruning"]), ("conv", conv)):
+        at = res["stopped_at"] if res["stopped_at"] is not None else len(res["pruned"]) - 1
+        out[f"{layer}_asr"] = res["asr_original"][at]
+        out[f"{layer}_drop"] = res["clean_accuracy"][0] - res["clean_accuracy"][at]
+        out[f"{layer}_fraction"] = res["fraction"][at]
+    return out
+
+
+register(Claim(
+    id="nc-pruning-layers", paper="neural-cleanse", notebook="05",
+    claim="pruning the reversed trigger's neurons stops the real trigger at a small accuracy cost, in the "
+          "second-to-last layer and in the last conv layer",
+    paper_value="ASR falls to ≈ 0 before accuracy drops much, pruning either layer (Figs. 21, 22; MNIST panels)",
+    measure=pruning,
+    criterion=all_of(at_most("fc_asr", 0.1), at_most("conv_asr", 0.1), at_most("fc_drop", 0.05), at_most("conv_drop", 0.05)),
+    show=lambda v: "; ".join(f"{name}: {spread(v[f'{key}_fraction'])} pruned → ASR {spread(v[f'{key}_asr'])}, accuracy "
+                             f"−{spread(v[f'{key}_drop'])}" for key, name in (("fc", "second-to-last"), ("conv", "last conv"))),
 ))

@@ -11,11 +11,14 @@ Masks are (H, W) in [0, 1]; images (N, C, H, W) on the 0–1 scale; a trigger is
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
 
+from labkit import train
 from labkit.defenses.nc_mitigation import embeddings, rank_neurons
+from labkit.pruning import channel_activations, prune_channels
 from labkit.errors import LabkitError
 
 
@@ -65,3 +68,31 @@ def neuron_iou(model, x_clean: torch.Tensor, reversed_trigger, original_trigger,
 def mean_activation(model, x: torch.Tensor, neurons: torch.Tensor) -> float:
     """Table III: the mean activation of `neurons` of the second-to-last layer over the images `x`."""
     return float(embeddings(model, x)[:, neurons].mean())
+
+
+@torch.no_grad()
+def prune_last_conv(model, x_clean_ref: torch.Tensor, reversed_trigger, x_test: torch.Tensor, y_test: torch.Tensor,
+                    original_trigger, target: int, *, stop_asr: float = 0.05, max_fraction: float = 0.5) -> dict:
+    """Neural Cleanse's pruning in the last convolutional layer (the paper's Fig. 22) instead of the
+    second-to-last layer (`nc_mitigation.prune`): channels of `model.conv2` ranked by how much more they fire
+    (mean over positions) on `x_clean_ref` stamped with the reversed trigger, masked one at a time. After each
+    step: clean accuracy on (x_test, y_test) and the success of the reversed and the original trigger on test
+    images not labelled `target`; stops after the first step where the reversed trigger's success is below
+    `stop_asr`, or at `max_fraction` of the channels. Returns the same lists as `nc_mitigation.prune`."""
+    gain = channel_activations(model, reversed_trigger.apply(x_clean_ref)) - channel_activations(model, x_clean_ref)
+    order = torch.argsort(gain, descending=True, stable=True)
+    others = y_test != target
+    x_rev, x_orig = reversed_trigger.apply(x_test[others]), original_trigger.apply(x_test[others])
+    out = {key: [] for key in ("pruned", "fraction", "clean_accuracy", "asr_reversed", "asr_original")}
+    stopped_at = None
+    for k in range(int(max_fraction * len(order)) + 1):
+        pruned = prune_channels(copy.deepcopy(model), order[:k])
+        out["pruned"].append(k)
+        out["fraction"].append(k / len(order))
+        out["clean_accuracy"].append(float((train.predict(pruned, x_test) == y_test).float().mean()))
+        out["asr_reversed"].append(float((train.predict(pruned, x_rev) == target).float().mean()))
+        out["asr_original"].append(float((train.predict(pruned, x_orig) == target).float().mean()))
+        if out["asr_reversed"][-1] < stop_asr:
+            stopped_at = k
+            break
+    return {**out, "order": order, "stopped_at": stopped_at}
