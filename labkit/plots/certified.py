@@ -10,6 +10,8 @@ import numpy as np
 from matplotlib.patches import Circle
 from matplotlib.ticker import PercentFormatter
 
+from labkit.plots import _percent_axis
+
 COLOURS = {1.0: "#c0392b", -1.0: "#2c7fb8"}
 BOUND_STYLE = {
     "exact": dict(color="#2d3436", ls="-", marker="o", label="exact bound min U (SOCP)"),
@@ -137,5 +139,18 @@ def regret_gap(ax, iterations, gaps, bounds=None):
         ax.loglog(iterations, bounds, "--s", color="#7f8c8d", alpha=0.7, label="U*")
     ax.set_xlabel("Algorithm 1 iterations T (attack points, each of mass εn/T)")
     ax.set_ylabel("loss gap")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def error_vs_epsilon(ax, epsilons, errors: dict, clean_error: float | None = None):
+    """Test error (fraction) of the attacked model against ε, one line per defense (`errors`: name → values)."""
+    for name, values in errors.items():
+        ax.plot(epsilons, values, "-o", ms=4, label=name)
+    if clean_error is not None:
+        ax.axhline(clean_error, color="gray", ls=":", lw=1, label="clean model")
+    ax.set_xlabel("ε (poisoned fraction of n)")
+    ax.set_ylabel("test error")
+    _percent_axis(ax.yaxis)
     ax.legend(fontsize=8)
     return ax
