@@ -248,7 +248,8 @@ def cmd_reproduce(args) -> None:
     from labkit import config, report
 
     profile = args.reproduce_profile or config.profile_name()
-    result = report.build(args.dataset, profile, args.out, jobs=args.jobs)
+    papers = args.papers.split(",") if args.papers else None
+    result = report.build(args.dataset, profile, args.out, jobs=args.jobs, papers=papers)
     counts = {v: sum(r["verdict"] == v for r in result["claims"]) for v in ("holds", "differs", "not run")}
     width = max(len(r["id"]) for r in result["claims"])
     for row in result["claims"]:
@@ -323,6 +324,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default: data/reports/<dataset>-<profile>)")
     p.add_argument("--jobs", type=positive_int, default=1,
                    help="claims evaluated at once, in processes (each keeps the profile's thread count)")
+    p.add_argument("--papers", default=None, metavar="P1,P2",
+                   help="only these papers' rows, comma-separated (default: all): badnets, label-consistent, dpsgd, "
+                        "certified, neural-cleanse, fine-pruning, strip, blind")
     p.set_defaults(fn=cmd_reproduce)
 
     p = sub.add_parser("cache", help="manage cached results")

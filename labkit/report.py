@@ -31,6 +31,17 @@ def default_out(dataset: str, profile: str) -> Path:
     return paths.data_dir() / "reports" / f"{dataset}-{profile}"
 
 
+def check_papers(papers: Sequence[str] | None) -> list[str]:
+    """`papers` (None: every paper) in the registry's order; a one-line error names the valid ones."""
+    known = list(claims.PAPERS)
+    if papers is None:
+        return known
+    unknown = [p for p in papers if p not in known]
+    if unknown or not papers:
+        raise LabkitError(f"unknown paper {', '.join(unknown) or '(none given)'}: choose from {', '.join(known)}")
+    return [p for p in known if p in papers]
+
+
 def _evaluate_one(job: tuple[str, str, str, tuple[int, ...]]) -> dict:
     claim_id, dataset, profile, seeds = job
     start = time.perf_counter()
@@ -290,16 +301,22 @@ def index_markdown(result: dict, figure_names: Sequence[str]) -> str:
                 lines.append(f"- **{r['id']}** ({r['verdict']}): {r['why']}")
         lines.append("")
     lines += ["## Figures", ""] + [f"![{name}]({name})" for name in figure_names]
-    lines += ["", f"Made by `labkit reproduce --dataset {result['dataset']} --profile {result['profile']}`; "
+    only = result.get("papers", list(claims.PAPERS))
+    option = "" if list(only) == list(claims.PAPERS) else f" --papers {','.join(only)}"
+    if option:
+        lines[4:4] = [f"Only these papers' rows: {', '.join(only)}.", ""]
+    lines += ["", f"Made by `labkit reproduce --dataset {result['dataset']} --profile {result['profile']}{option}`; "
               "`claims.json` holds every row with its per-seed values."]
     return "\n".join(lines) + "\n"
 
 
 def build(dataset: str, profile: str | None = None, out: Path | str | None = None, *, jobs: int = 1,
-          progress: bool = True) -> dict:
-    """Evaluate every claim, write claims.json, index.md and the figures into `out`; return the JSON object."""
+          progress: bool = True, papers: Sequence[str] | None = None) -> dict:
+    """Evaluate every claim (of `papers`, default all), write claims.json, index.md and the figures into `out`;
+    return the JSON object (its "papers" lists the papers whose rows it holds)."""
     prof = config.profile(profile).name
     data.check_name(dataset)
+    papers = check_papers(papers)
     folder = Path(out) if out is not None else default_out(dataset, prof)
     if folder.exists() and not folder.is_dir():
         raise LabkitError(f"--out {folder} is a file; name a folder")
@@ -312,8 +329,8 @@ def build(dataset: str, profile: str | None = None, out: Path | str | None = Non
                                        "seconds": round(time.perf_counter() - start, 1), "complete": False},
                                       indent=2, ensure_ascii=False).encode(), folder / "claims.json")
 
-    rows = evaluate_all(dataset, prof, seeds, jobs=jobs, progress=progress, on_row=partial)
-    result = {"dataset": dataset, "profile": prof, "seeds": list(seeds), "claims": rows,
+    rows = evaluate_all(dataset, prof, seeds, jobs=jobs, progress=progress, on_row=partial, papers=papers)
+    result = {"dataset": dataset, "profile": prof, "seeds": list(seeds), "papers": list(papers), "claims": rows,
               "seconds": round(time.perf_counter() - start, 1), "complete": True}
     figs = figures(dataset, prof, seeds, rows)
     for name, fig in figs.items():

@@ -52,6 +52,11 @@ def lesson_fine_pruning(r):
     assert r["attack_success_rate"] < 0.2 and r["attack_success_rate"] < r["pruned_attack_success_rate"] - 0.2
 
 
+def lesson_fine_pruning_width(r):
+    assert r["original_attack_success_rate"] > 0.9  # each half alone leaves more of the backdoor than both together
+    assert r["attack_success_rate"] < min(r["pruned_attack_success_rate"], r["finetuned_attack_success_rate"]) - 0.2
+
+
 def lesson_pruning_curve(r):
     asr = r["attack_success_rate"]
     assert asr[0] > 0.9 and min(asr) < asr[0] - 0.2  # pruning dormant channels removes the backdoor
@@ -86,14 +91,19 @@ def lesson_strip_entropies(r):
 LESSONS = {
     "badnets": lesson_badnets, "detection": lesson_detection, "blind": lesson_blind, "certified": lesson_certified,
     "defense-pipeline": lesson_defense_pipeline, "dpsgd": lesson_dpsgd, "dpsgd-pretrain": lesson_dpsgd_pretrain,
-    "dpsgd-reference": lesson_dpsgd_reference, "fine-pruning": lesson_fine_pruning, "pruning-curve": lesson_pruning_curve,
+    "dpsgd-reference": lesson_dpsgd_reference, "fine-pruning": lesson_fine_pruning,
+    "fine-pruning-width": lesson_fine_pruning_width, "pruning-curve": lesson_pruning_curve,
     "pruning-aware": lesson_pruning_aware, "label-consistent": lesson_label_consistent,
     "label-consistent-detection": lesson_label_consistent_detection, "neural-cleanse": lesson_neural_cleanse,
     "strip": lesson_strip, "strip-entropies": lesson_strip_entropies,
 }
 DOES_NOT_SHOW = {
-    "fine-pruning-loop": "the report's weight-threshold procedure stops after one 5% step at 1% accuracy loss and leaves "
-                         "the backdoor (about 99% attack success in ci) — issue 18 takes this on",
+    "fine-pruning-loop": "channel pruning in 5% rounds with fine-tuning, stopped at a 1-point accuracy loss, stops "
+                         "after the first rounds and leaves the backdoor (about 99% attack success in ci); one "
+                         "80% cut then fine-tuning (`fine-pruning`) removes it",
+    "fine-pruning-weights": "the report's signed-weight threshold min + (max − min)·5% reaches only the most negative "
+                            "weights (0.04% of conv weights in ci), and a defender who stops at a 1-point accuracy "
+                            "loss keeps one round: the backdoor stays (99% attack success) — notebook 06 shows why",
 }
 
 

@@ -69,6 +69,7 @@ def test_a_notebook_table_is_the_same_rows_as_markdown(built):
     (["reproduce", "--dataset", "nope"], "unknown dataset 'nope'"),
     (["reproduce", "--jobs", "0"], "--jobs must be an int >= 1"),
     (["reproduce", "--profile", "huge"], "invalid choice"),
+    (["reproduce", "--papers", "badnets,nope"], "unknown paper nope: choose from badnets"),
 ])
 def test_bad_input_is_one_line(argv, message, capsys):
     assert cli.main(argv) == 2
@@ -90,3 +91,15 @@ def test_each_finished_claim_is_handed_on_at_once_so_a_report_cut_short_keeps_it
                                on_row=lambda so_far: seen.append([r["id"] for r in so_far]))
     ids = [c.id for c in claims.all_claims(paper="badnets")]
     assert seen == [ids[:i] for i in range(1, len(ids) + 1)] and [r["id"] for r in rows] == ids
+
+
+def test_papers_limits_the_report_to_their_rows_and_says_so(built, tmp_path):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TQDM_DISABLE", "1")
+        assert cli.main(["reproduce", "--dataset", "digits", "--profile", "ci", "--out", str(tmp_path),
+                         "--papers", "strip,badnets"]) == 0
+    result = json.loads((tmp_path / "claims.json").read_text(encoding="utf-8"))
+    assert result["papers"] == ["badnets", "strip"]
+    assert [r["id"] for r in result["claims"]] == [c.id for c in claims.all_claims() if c.paper in ("badnets", "strip")]
+    index = (tmp_path / "index.md").read_text(encoding="utf-8")
+    assert "Only these papers' rows: badnets, strip." in index and "--papers badnets,strip" in index
