@@ -126,6 +126,8 @@ def figures(dataset: str, profile: str, seeds: Sequence[int], rows: list[dict]) 
         out["blind-tasks.png"] = _blind_figure(rows)
     if "dpsgd-four-corner" in ran:
         out["dpsgd-sigma.png"] = _dpsgd_figure(rows)
+    if "dpsgd-sigma-sweep" in ran:
+        out["dpsgd-sweep.png"] = _sweep_figure(rows)
     if "fp-spare-capacity" in ran:
         out["fine-pruning-width.png"] = _width_figure(dataset, profile, seeds[0])
     if "fp-report-table3" in ran:
@@ -155,6 +157,35 @@ def _dpsgd_figure(rows: list[dict]):
     _percent_axis(ax.yaxis)
     ax.legend(fontsize=8, ncol=2)
     ax.set_title("DP-SGD at 3% poisoned: σ = 0 (pale) vs σ = 1")
+    return fig
+
+
+def _sweep_figure(rows: list[dict]):
+    """One panel per poison fraction: four-corner ASR (solid) and accuracy (dashed) over the thesis' σ grid, the
+    'x' trigger and frozen layers as markers at σ = 0 and 1 (means over seeds; seeds as dots)."""
+    from matplotlib import pyplot as plt
+
+    from labkit.claims import dpsgd as dpc
+    from labkit.plots import ACC_COLOUR, ASR_COLOUR, _percent_axis
+
+    v = _row(rows, "dpsgd-sigma-sweep")["values"]
+    fig, axes = plt.subplots(1, len(dpc.SWEEP_POISON), figsize=(4.6 * len(dpc.SWEEP_POISON), 3.8), sharey=True)
+    for ax, fraction in zip(np.atleast_1d(axes), dpc.SWEEP_POISON):
+        for metric, colour, style in (("asr", ASR_COLOUR, "-"), ("accuracy", ACC_COLOUR, "--")):
+            values = [v[dpc.sweep_key("four-corner", fraction, s, metric)] for s in dpc.SWEEP_SIGMAS]
+            ax.plot(dpc.SWEEP_SIGMAS, [np.mean(x) for x in values], style, color=colour, marker="o",
+                    label=f"four-corner, {'attack success' if metric == 'asr' else 'accuracy'}")
+            for sigma, x in zip(dpc.SWEEP_SIGMAS, values):
+                ax.plot([sigma] * len(x), x, "k.", ms=3)
+        for name, marker in (("x", "x"), ("frozen", "s")):
+            ax.plot([0.0, 1.0], [np.mean(v[dpc.sweep_key(name, fraction, s)]) for s in (0.0, 1.0)], ":",
+                    marker=marker, color=ASR_COLOUR, alpha=0.7, label=f"{name}, attack success")
+        ax.set_xlabel("noise multiplier σ")
+        ax.set_title(f"{fraction:.0%} of the training set poisoned")
+        ax.set_ylim(0, 1.05)
+        _percent_axis(ax.yaxis)
+    np.atleast_1d(axes)[0].legend(fontsize=7)
+    fig.tight_layout()
     return fig
 
 

@@ -146,6 +146,20 @@ def test_the_defense_claims_on_synthetic_numbers():
     assert zero({"u_star": [0.0123], "clean_loss": [0.01231]}) and not zero({"u_star": [1.0], "clean_loss": [0.0123]})
 
 
+def test_the_sigma_sweep_needs_every_setting_lower_at_sigma_one_and_a_falling_curve():
+    from labkit.claims import dpsgd as dpc
+
+    sweep = claims.get("dpsgd-sigma-sweep").criterion
+
+    def values(asr):  # asr(setting, fraction, sigma) → one seed's attack success
+        return {dpc.sweep_key(st, f, sg): [asr(st, f, sg)] for st in dpc.SETTINGS for f in dpc.SWEEP_POISON
+                for sg in dpc.SWEEP_SIGMAS}
+    assert sweep(values(lambda st, f, sg: 0.9 - 0.6 * sg))
+    assert sweep(values(lambda st, f, sg: 0.9 - 0.6 * sg + (0.015 if sg == 1 / 3 else 0)))  # within 2 points
+    assert not sweep(values(lambda st, f, sg: 0.9 - 0.6 * sg + (0.3 if sg == 2 / 3 else 0)))  # the curve rises (0.7 → 0.8)
+    assert not sweep(values(lambda st, f, sg: 0.5 if st == "x" else 0.9 - 0.6 * sg))  # 'x' not lowered at σ = 1
+
+
 def test_the_opacus_parity_claim_holds_from_pure_computation():
     row = claims.evaluate(claims.get("dpsgd-opacus-parity"), "digits", "ci", [0])
     assert row["verdict"] == "holds" and "2.91" in row["paper_value"] and "2.9" in row["lab_value"]
