@@ -54,3 +54,11 @@ def test_embeddings_are_the_models_penultimate_layer():
     x = torch.rand(5, 1, 16, 16)
     reps = representations.embeddings(model, x)
     assert reps.shape[0] == 5 and torch.allclose(reps, model.embed(x).flatten(1), atol=1e-6)
+
+
+def test_activation_clustering_copes_with_units_that_never_fire():
+    reps, poisoned = planted(n_poison=30, shift=8.0)
+    reps = torch.cat([reps.relu(), torch.zeros(len(reps), 40)], dim=1)  # dead ReLU units: zero columns
+    flagged = activation_clustering.flag(reps, torch.zeros(len(reps), dtype=torch.long))
+    assert not torch.isnan(torch.as_tensor(activation_clustering.reduce(reps))).any()
+    assert representations.removed_share(flagged, poisoned)[0] >= 0.9

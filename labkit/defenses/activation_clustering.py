@@ -21,9 +21,14 @@ MAX_SHARE = 0.35  # the lab's relative-size threshold: a cluster this small (or 
 
 
 def reduce(reps: torch.Tensor, components: int = COMPONENTS, seed: int = 0) -> np.ndarray:
-    """(n, min(components, n − 1, D)) ICA projection of `reps` (n, D), after centring."""
+    """(n, k) ICA projection of `reps` (n, D), k = min(components, rank): ReLU units that never fire in this
+    class (constant columns) are dropped first, since whitening cannot divide by their zero variance."""
     array = reps.double().numpy()
-    k = max(1, min(components, len(array) - 1, array.shape[1]))
+    array = array[:, array.std(axis=0) > 1e-8]
+    rank = np.linalg.matrix_rank(array - array.mean(axis=0)) if array.size else 0
+    k = min(components, rank)
+    if k < 1:
+        return np.zeros((len(array), 1))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # FastICA's convergence warnings on near-degenerate classes
         return FastICA(n_components=k, random_state=seed, whiten="unit-variance", max_iter=400).fit_transform(array)
