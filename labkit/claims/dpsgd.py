@@ -41,6 +41,11 @@ register(Claim(
     paper_value="1,500 poisoned (3%): ASR 92% → 20% at σ = 1 (thesis §5.4, Fig. 5-1)",
     measure=lambda s: sigma_pair(s, trigger="four-corner"),
     criterion=exceeds_by("asr_sigma0", "asr_sigma1", 0.5), show=_show,
+    why="measured on MNIST (lab, 10,000 images): from scratch, σ = 1 costs the main task more than the corner "
+        "backdoor — accuracy 98.3% → 64.6% while the four-corner ASR stays at 57% and 86% (two seeds). The lab's "
+        "small CNN gets 8 DP epochs there (the profile's 600-lot cap), against 30 on digits; the σ sweep row shows "
+        "the ASR falling steadily with σ (3% poisoned: 100 → 96 → 90 → 72%) and the weaker 'x' trigger does fall "
+        "to 3.5%. The thesis' 92% → 20% is a pretrained ResNet on CIFAR-10 (its frozen row here)",
 ))
 
 register(Claim(
@@ -49,6 +54,9 @@ register(Claim(
     paper_value="accuracy 78.5% → 70.9% at σ = 1 (thesis §5.4)",
     measure=lambda s: sigma_pair(s, trigger="four-corner"),
     criterion=close_to("accuracy_sigma1", "accuracy_sigma0", 0.15), show=_show,
+    why="measured on MNIST (lab): trained from scratch for the profile's 8 DP epochs (600 lots of 128 on 10,000 "
+        "images), σ = 1 leaves 64.6% accuracy against 98.3% at σ = 0. The thesis' 7.6-point cost is its frozen "
+        "procedure: the frozen row here costs 12.5 points (98.3% → 85.8%), inside this row's 15",
 ))
 
 register(Claim(
@@ -65,6 +73,10 @@ register(Claim(
     paper_value="the thesis' numbers above are this procedure's (§7.10: pretrained, then DP-SGD on the last layers)",
     measure=lambda s: sigma_pair(s, trigger="four-corner", procedure="frozen"),
     criterion=exceeds_by("asr_sigma0", "asr_sigma1", 0.5), show=_show,
+    why="measured on MNIST (lab): with the conv layers frozen from a clean public 30% and only fc1 + fc2 trained "
+        "under noise, accuracy holds (85.8%) and so does the corner backdoor (99.5% → 88% and 87% on the two "
+        "seeds): the last two layers still learn to map the bright four-corner pattern to the target at σ = 1. "
+        "The thesis' frozen ResNet on CIFAR-10 lost most of it (92% → 20%)",
 ))
 
 

@@ -36,4 +36,8 @@ register(Claim(
     claim="with only N = 10 copies STRIP still screens triggered inputs (FAR ≤ the report's 8.99%)",
     paper_value="N = 10: FRR 7.37%, FAR 8.99% (report Table 5, a fixed entropy boundary of 0.5)",
     measure=lambda s: screened(s, 10), criterion=at_most("far", 0.0899), show=_show(10),
+    why="measured on MNIST (lab): with N = 10 the clean calibration entropies spread wider (std 0.24 and 0.27 "
+        "bits around 0.49 and 0.57; N = 100: 0.17 and 0.20), so the normal fit's 1% quantile — Gao et al.'s rule "
+        "for a preset FRR — falls below zero (−0.054, −0.057) and nothing is rejected: FAR 100% although every "
+        "triggered input's entropy is ≤ 0.10 bits. The report's Table 5 used a fixed boundary of 0.5 bits instead",
 ))
