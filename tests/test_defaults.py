@@ -88,7 +88,24 @@ def lesson_strip_entropies(r):
     assert r["trojan_mean_entropy"] < 0.5 * r["benign_mean_entropy"]  # a trigger dominates every blend
 
 
+def lesson_arena_attack(r):
+    assert r["attack_success_rate"] > r["clean_model_rate"] + 0.4  # BadNets is planted (the matrix's first row)
+
+
+def lesson_arena_cell(r):
+    assert r["applicable"] and r["attack_success_rate"] > 0.9  # the undefended BadNets cell: the backdoor is there
+
+
+def lesson_arena(r):
+    cells = {(c["attack"], c["defense"]): c for c in r["cells"]}
+    assert min(c.get("attack_success_rate", 1) for (a, d), c in cells.items() if a == "badnets" and d != "none") < 0.2
+    planted = [a for a in r["attacks"] if cells[(a, "none")]["attack_success_rate"] > 0.5]
+    # not uniform: some defense fails (≥ 50% success left) on some planted attack
+    assert any(cells[(a, d)].get("attack_success_rate", 0) >= 0.5 for a in planted for d in r["defenses"] if d != "none")
+
+
 LESSONS = {
+    "arena": lesson_arena, "arena-attack": lesson_arena_attack, "arena-cell": lesson_arena_cell,
     "badnets": lesson_badnets, "detection": lesson_detection, "blind": lesson_blind, "certified": lesson_certified,
     "defense-pipeline": lesson_defense_pipeline, "dpsgd": lesson_dpsgd, "dpsgd-pretrain": lesson_dpsgd_pretrain,
     "dpsgd-reference": lesson_dpsgd_reference, "fine-pruning": lesson_fine_pruning,

@@ -195,6 +195,15 @@ WRONG = {
          "clip γ"),
         (lambda g1, g2: 1 - solved("two_task_gamma")(g1, g2), "weight of g1"),
     ],
+    "blend_trigger": [
+        (lambda x, pattern, alpha: alpha * x + (1 - alpha) * pattern, "weighs the *pattern*"),
+        (lambda x, pattern, alpha: (x + alpha * pattern).clamp(0, 1), "replaces part"),
+    ],
+    "spectral_scores": [
+        (lambda reps: (reps @ torch.linalg.svd(reps, full_matrices=False)[2][0]) ** 2, "centre"),
+        (lambda reps: (reps - reps.mean(0)) @ torch.linalg.svd(reps - reps.mean(0), full_matrices=False)[2][0],
+         "square"),
+    ],
     "mgda_weights": [
         (lambda g_main, g_backdoor, loss_main, loss_backdoor: _weights(g_main, g_backdoor, 1.0, 1.0), "normalise first"),
         (lambda g_main, g_backdoor, loss_main, loss_backdoor:

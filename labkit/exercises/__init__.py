@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from labkit.exercises import (badnets, blind, certified, dpsgd, fine_pruning, label_consistent,
+from labkit.exercises import (arena, badnets, blind, certified, dpsgd, fine_pruning, label_consistent,
                               neural_cleanse)
 from labkit.exercises.core import NOT_ATTEMPTED, Case, Exercise, Mistake, Verdict, evaluate
 from labkit.exercises.predict import Prediction, predict
@@ -22,7 +22,7 @@ from labkit.exercises.predict import Prediction, predict
 __all__ = ["check", "predict", "for_notebook", "EXERCISES", "NOT_ATTEMPTED", "Case", "Exercise", "Mistake",
            "Prediction", "Verdict"]
 
-MODULES = (badnets, label_consistent, dpsgd, certified, neural_cleanse, fine_pruning, blind)
+MODULES = (badnets, label_consistent, dpsgd, certified, neural_cleanse, fine_pruning, blind, arena)
 EXERCISES: dict[str, Exercise] = {}
 for _module in MODULES:
     for _exercise in _module.EXERCISES:

@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from labkit import config, data, models, train, triggers
+from labkit import cache, config, data, models, train, triggers
 from labkit.attacks import badnets as badnets_attack
 from labkit.attacks import blended, sig, wanet
 from labkit.defenses import activation_clustering, filtering, representations, spectral, strip
@@ -32,7 +32,7 @@ from labkit.experiments import dpsgd as dpsgd_experiment
 from labkit.experiments import fine_pruning as fp_experiment
 from labkit.experiments import label_consistent as lc_experiment
 from labkit.experiments import neural_cleanse as nc_experiment
-from labkit.experiments.badnets import fit, trusted_label_scores
+from labkit.experiments.badnets import fit
 
 ATTACKS = ("badnets", "label-consistent", "blind", "pruning-aware", "blended", "sig", "wanet")
 DEFENSES = ("none", "detection-filter", "spectral", "activation-clustering", "dp-sgd", "neural-cleanse",
@@ -54,12 +54,15 @@ NOT_APPLICABLE = {
                   "sample to drop, and retraining runs the compromised code again" for d in TRAINING_TIME
 }
 
-# This experiment's sizes: `nc_samples` and `nc_epochs` for Neural Cleanse's reverse engineering,
-# `strip_n` STRIP's overlays per input, `eval_size` the clean test inputs STRIP screens.
+# This experiment's sizes: `nc_samples` and `nc_epochs` for Neural Cleanse's reverse engineering (notebook 05
+# gives it 120 epochs; the arena 40, with the same early stop), `strip_n` STRIP's overlays per input (the
+# report's Table 5 uses 10, Gao et al. 100), `eval_size` the clean test inputs STRIP screens, `strip_holdout` the
+# defender's clean images STRIP overlays and calibrates on. DP-SGD trains for the victims' own epoch budget
+# (the profile's `epochs`, capped at `max_steps` lots), half of notebook 03's 30 epochs on digits.
 SIZES = config.Sizes(
-    ci=dict(nc_samples=64, nc_epochs=30, strip_n=20, eval_size=100),
-    lab=dict(nc_samples=128, nc_epochs=60, strip_n=50, eval_size=300),
-    paper=dict(nc_samples=1000, nc_epochs=300, strip_n=100, eval_size=2000),
+    ci=dict(nc_samples=64, nc_epochs=30, strip_n=10, eval_size=100, strip_holdout=200),
+    lab=dict(nc_samples=128, nc_epochs=40, strip_n=20, eval_size=300, strip_holdout=200),
+    paper=dict(nc_samples=1000, nc_epochs=300, strip_n=100, eval_size=2000, strip_holdout=1000),
 )
 
 ATTACK_KNOBS = {
@@ -159,11 +162,25 @@ def defender_clean(ds: data.Dataset, size: int, seed: int, poisoned: torch.Tenso
     return ds.x_train[pick], ds.y_train[pick]
 
 
+def trusted_model(cfg: Config, ds: data.Dataset):
+    """The thesis' trusted model: trained on the profile's `trusted_size` clean training images (the defender's
+    own clean copies), four times the victims' epochs. One per (dataset, seed), shared by every attack's cell."""
+    size, seed, profile = cfg.profile.trusted_size, cfg.seed, cfg.profile
+
+    def train_trusted() -> dict:
+        pick = data.untouched_sample(len(ds.y_train), size, seed)
+        model, _, spec = fit("auto", ds, ds.x_train[pick], ds.y_train[pick], profile=profile, seed=seed,
+                             epochs=4 * profile.epochs, desc="trusted model")
+        return {"model_state": model.state_dict(), "model_spec": spec}
+    key = {"dataset": cfg.dataset, "seed": seed, "trusted_size": size}
+    return models.from_result(cache.memoize("arena-trusted", key, train_trusted, profile=profile, module=__name__))
+
+
 def filtered_retrain(cfg: Config, ds: data.Dataset, attacked: dict) -> dict:
     """Drop what the filter flags from the poisoned training set, retrain from scratch, measure."""
     x_p, y_p, idx = poisoned_training_set(cfg, ds)
     if cfg.defense == "detection-filter":
-        scores = trusted_label_scores(ds, x_p, y_p, idx, cfg.profile.trusted_size, cfg.seed, cfg.profile)
+        scores = filtering.label_probability(trusted_model(cfg, ds), x_p, y_p)
         flagged = torch.zeros(len(y_p), dtype=torch.bool)
         flagged[torch.argsort(scores, stable=True)[:round(1.5 * FILTER_BOUND * len(y_p))]] = True
     else:
@@ -178,11 +195,11 @@ def filtered_retrain(cfg: Config, ds: data.Dataset, attacked: dict) -> dict:
 
 
 def dp_retrain(cfg: Config, ds: data.Dataset) -> dict:
-    """DP-SGD at σ = 1 on the poisoned training set (notebook 03's model, lot and epochs)."""
+    """DP-SGD at σ = 1 on the poisoned training set: notebook 03's model and lot, the victims' epochs."""
     x_p, y_p, _ = poisoned_training_set(cfg, ds)
     sizes = dpsgd_experiment.SIZES.of(cfg.profile)
     model, _ = dpsgd_experiment.build_model(ds, sizes["width"], cfg.seed)
-    epochs = dpsgd_experiment.default_epochs(cfg.profile, len(y_p), sizes["lot_size"], sizes["epochs"])
+    epochs = dpsgd_experiment.default_epochs(cfg.profile, len(y_p), sizes["lot_size"], cfg.profile.epochs)
     settings = dp.DPSettings(noise_multiplier=DP_NOISE, lot_size=sizes["lot_size"], epochs=epochs)
     info = dp.train_dp(model, x_p, y_p, settings, seed=cfg.seed, device=cfg.device, progress=False)
     return {**evaluate(model.cpu().eval(), ds, trigger_of(cfg.attack, ds.image_shape), cfg.target),
@@ -219,7 +236,7 @@ def strip_filter(cfg: Config, ds: data.Dataset, model, poisoned: torch.Tensor) -
     """STRIP as an input filter: threshold at 1% FRR on the defender's clean images; a triggered input counts
     as a success only if it passes the filter *and* lands on the target."""
     sizes = cfg.sizes(SIZES)
-    x_holdout, _ = defender_clean(ds, fp_experiment.SIZES.of(cfg.profile)["clean_size"], cfg.seed, poisoned)
+    x_holdout, _ = defender_clean(ds, sizes["strip_holdout"], cfg.seed, poisoned)
     order = torch.randperm(len(ds.y_test), generator=torch.Generator().manual_seed(cfg.seed + 2))
     pick = order[:sizes["eval_size"]]
     x, y = ds.x_test[pick], ds.y_test[pick]
@@ -269,7 +286,7 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
 
 
 STATS = ("attack_success_rate", "clean_accuracy", "removed_poison", "removed_clean_share", "rejected_triggered",
-         "rejected_clean", "clean_model_rate", "undefended_attack_success_rate")
+         "rejected_clean", "clean_model_rate", "undefended_attack_success_rate", "anomaly_index", "epsilon")
 
 
 @register("arena", {"dataset": DATASET, "target": TARGET},
