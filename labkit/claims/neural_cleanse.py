@@ -180,9 +180,9 @@ register(Claim(
     criterion=all_of(at_most("fc_asr", 0.1), at_most("conv_asr", 0.1), at_most("fc_drop", 0.05), at_most("conv_drop", 0.05)),
     why="measured on MNIST (lab): pruning the neurons the reversed trigger excites most costs more accuracy than "
         "the paper's before the backdoor goes — second-to-last layer: 20% pruned, ASR 17% and 7%, 9.5 points of "
-        "accuracy; last conv layer: 50% of its channels pruned, ASR still 87% and 70%, 8 points lost. The small "
-        "CNN's 64 conv channels and 128 hidden units leave the backdoor less room of its own than the paper's "
-        "larger networks (the fine-pruning width row measures the same on the other side)",
+        "accuracy; last conv layer: 50% of its channels pruned, ASR still 87% and 70%, 8 points lost. In this "
+        "small CNN (64 conv channels, 128 hidden units) the backdoor shares units with the main task; the "
+        "fine-pruning rows find the same from clean-data activations",
     show=lambda v: "; ".join(f"{name}: {spread(v[f'{key}_fraction'])} pruned → ASR {spread(v[f'{key}_asr'])}, accuracy "
                              f"−{spread(v[f'{key}_drop'])}" for key, name in (("fc", "second-to-last"), ("conv", "last conv"))),
 ))
