@@ -107,6 +107,23 @@ display(Markdown(arena_plots.reading(result)))
 # - **A loss-level attack gives the data filters nothing to find** (notebook 07): the n/a cells.
 
 # %% [markdown]
+# ### When an attack is not planted: how strong must its trigger be?
+# A row whose attack never took says nothing about the defenses. SIG and WaNet were designed to be invisible on
+# 28×28 and 32×32 images; on 16×16 digits (upsampled from 8×8) a faint sinusoid or a sub-pixel warp may simply
+# be below what a small model learns in the profile's epochs. Poisoning exactly as the arena does and sweeping
+# only the trigger's strength (`trigger-strength`) shows where the backdoor starts to take — the papers'
+# settings are the dashed verticals, the arena's "planted" line is black. (Label-consistent PGD's own ε curve
+# is in notebook 02 and the reproduction report.)
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+for ax, attack in zip(axes, ("sig", "wanet")):
+    sweep = experiments.run("trigger-strength", dataset=DATASET, attack=attack, target=TARGET, seed=SEED)
+    arena_plots.strength_curve(ax, sweep, attack)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
 # ## 4 · Explore: one cell up close
 # Pick an attack and a defense: clean accuracy and attack success before and after (seed `SEED` images; bars
 # are the mean over seeds), the clean model's rate as the floor, and what the defense saw.

@@ -53,6 +53,49 @@ def test_the_label_filter_finds_relabelled_poison_not_clean_label_poison(matrix)
     assert cells[("sig", "detection-filter")]["removed_poison"] < 0.5
 
 
+def test_the_strength_sweep_poisons_as_the_arena_and_plots(monkeypatch):
+    """`trigger-strength` (notebook 08's explanation of unplanted rows): one victim per strength, the paper's
+    setting first, SIG also tested amplified (WaNet has no amplitude), every rate a fraction; the figure draws."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from labkit.experiments import trigger_strength
+    from labkit.plots import arena as arena_plots
+
+    monkeypatch.setenv("LABKIT_PROFILE", "ci")
+    for attack, paper in (("sig", 20.0), ("wanet", 0.5)):
+        sweep = experiments.run("trigger-strength", dataset="digits", attack=attack, target=0, seed=0)
+        assert sweep["strengths"] == list(trigger_strength.STRENGTHS[attack]) and sweep["paper_strength"] == paper
+        for key in ("attack_success_rate", "clean_accuracy", "clean_model_rate"):
+            assert len(sweep[key]) == 4 and all(0 <= v <= 1 for v in sweep[key]), key
+        amplified = sweep["attack_success_rate_amplified"]
+        assert all(v is None for v in amplified) if attack == "wanet" else all(0 <= v <= 1 for v in amplified)
+        fig, ax = plt.subplots()
+        arena_plots.strength_curve(ax, sweep, attack)
+        assert len(ax.lines) >= 4
+        plt.close(fig)
+
+
+def test_the_strength_sweep_changes_only_the_strength():
+    """At the paper's strength the sweep's poisoned set is the arena's own (same images, labels and trigger)."""
+    import torch
+
+    from labkit import config, data
+    from labkit.experiments import trigger_strength
+
+    ds = data.load("digits", profile=config.profile("ci"))
+    for attack, paper in (("sig", 20.0), ("wanet", 0.5)):
+        cfg = experiments.get("arena-cell").resolve(dict(dataset="digits", attack=attack, target=0, seed=0,
+                                                         defense="none"), "ci")
+        x_arena, y_arena, _ = arena.poisoned_training_set(cfg, ds)
+        x_sweep, y_sweep, apply, _ = trigger_strength.poisoned_set(attack, ds, paper, target=0, seed=0)
+        assert torch.equal(x_arena, x_sweep) and torch.equal(y_arena, y_sweep)
+        probe = ds.x_test[:5]
+        assert torch.equal(apply(probe), arena.trigger_of(attack, ds.image_shape)(probe))
+
+
 @pytest.mark.skipif(os.environ.get("LABKIT_ACCEPTANCE") != "1", reason="lab-profile matrix: set LABKIT_ACCEPTANCE=1")
 @pytest.mark.xfail(strict=True, reason="not every attack is planted on 16x16 digits in the lab profile (measured "
                                        "2026-12-04, seeds 0, 1): label-consistent 25%, SIG 0%, WaNet 3% undefended")

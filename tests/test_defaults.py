@@ -104,7 +104,15 @@ def lesson_arena(r):
     assert any(cells[(a, d)].get("attack_success_rate", 0) >= 0.5 for a in planted for d in r["defenses"] if d != "none")
 
 
+def lesson_trigger_strength(r):
+    # a faint trigger takes only when made stronger: the strongest setting (amplified at test time where the
+    # attack has an amplitude) beats the paper's setting by 10 points
+    strongest = max(v for v in (r["attack_success_rate"][-1], r["attack_success_rate_amplified"][-1]) if v is not None)
+    assert strongest >= r["attack_success_rate"][0] + 0.1
+
+
 LESSONS = {
+    "trigger-strength": lesson_trigger_strength,
     "arena": lesson_arena, "arena-attack": lesson_arena_attack, "arena-cell": lesson_arena_cell,
     "badnets": lesson_badnets, "detection": lesson_detection, "blind": lesson_blind, "certified": lesson_certified,
     "defense-pipeline": lesson_defense_pipeline, "dpsgd": lesson_dpsgd, "dpsgd-pretrain": lesson_dpsgd_pretrain,

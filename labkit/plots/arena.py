@@ -130,3 +130,22 @@ def reading(result: dict, planted_margin: float = 0.4, stopped: float = 0.2, max
                      f"{', '.join(stops) or 'no defense at ≤ 5 points of accuracy'}; survives "
                      f"{', '.join(fails) or 'none of them'}.")
     return "\n".join(lines)
+
+
+def strength_curve(ax, result: dict, attack: str, planted_margin: float = 0.4) -> None:
+    """Attack success (%) over the trigger's strength from a `trigger-strength` result: tested at the training
+    strength (and amplified, for SIG), the clean model's rate dashed, the paper's setting and the arena's
+    "planted" line (clean model's rate + `planted_margin`) marked."""
+    strengths = result["strengths"]
+    ax.plot(strengths, 100 * np.array(result["attack_success_rate"]), "o-", color=ASR_COLOUR,
+            label="backdoored, test trigger as trained")
+    if result["attack_success_rate_amplified"][0] is not None:
+        ax.plot(strengths, 100 * np.array(result["attack_success_rate_amplified"]), "s--", color=ASR_COLOUR,
+                alpha=0.6, label="backdoored, test amplitude 2×")
+    ax.plot(strengths, 100 * np.array(result["clean_model_rate"]), ":", color="grey", label="clean model")
+    floor = max(result["clean_model_rate"])
+    ax.axhline(100 * (floor + planted_margin), color="black", lw=0.8, label="planted (arena's line)")
+    ax.axvline(result["paper_strength"], color=ACC_COLOUR, lw=0.8, ls="--", label="the paper's setting")
+    unit = "Δ (0–255 scale)" if attack == "sig" else "warp strength s"
+    ax.set(xlabel=f"{attack}: {unit}", ylabel="attack success (%)", ylim=(-2, 102), title=attack)
+    ax.legend(fontsize=7)
