@@ -98,7 +98,9 @@ def test_the_strength_sweep_changes_only_the_strength():
 
 @pytest.mark.skipif(os.environ.get("LABKIT_ACCEPTANCE") != "1", reason="lab-profile matrix: set LABKIT_ACCEPTANCE=1")
 @pytest.mark.xfail(strict=True, reason="not every attack is planted on 16x16 digits in the lab profile (measured "
-                                       "2026-12-04, seeds 0, 1): label-consistent 25%, SIG 0%, WaNet 3% undefended")
+                                       "2026-12-04, seeds 0, 1): label-consistent 25%, SIG 0%, WaNet 3% undefended; "
+                                       "notebook 08's trigger-strength sweep: SIG <= 5.4% up to 4x its paper's "
+                                       "amplitude, WaNet <= 27% up to 8x its warp strength")
 def test_acceptance_lab_digits(monkeypatch):
     """Issue 19, fixed before looking: digits, lab profile, its seeds (0, 1), target 0. Every attack is planted
     (undefended success ≥ 40 points above the clean model's rate), some defense brings each below 20%, and some
