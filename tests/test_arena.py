@@ -90,7 +90,8 @@ def test_the_strength_sweep_changes_only_the_strength():
         cfg = experiments.get("arena-cell").resolve(dict(dataset="digits", attack=attack, target=0, seed=0,
                                                          defense="none"), "ci")
         x_arena, y_arena, _ = arena.poisoned_training_set(cfg, ds)
-        x_sweep, y_sweep, apply, _ = trigger_strength.poisoned_set(attack, ds, paper, target=0, seed=0)
+        sweep_cfg = experiments.resolve("trigger-strength", "ci", dataset="digits", attack=attack, target=0, seed=0)
+        x_sweep, y_sweep, apply, _ = trigger_strength.poisoned_set(sweep_cfg, ds, paper)
         assert torch.equal(x_arena, x_sweep) and torch.equal(y_arena, y_sweep)
         probe = ds.x_test[:5]
         assert torch.equal(apply(probe), arena.trigger_of(attack, ds.image_shape)(probe))

@@ -73,17 +73,28 @@ ATTACK_KNOBS = {
 }
 
 
-def trigger_of(attack: str, image_shape) -> callable:
-    """The attack's test-time trigger: x (N, C, H, W) in [0, 1] → triggered copies."""
+def sig_signal(image_shape, strength: float | None = None) -> torch.Tensor:
+    """SIG's (C, H, W) signal at amplitude `strength` (Δ, 0–255 scale; None: the paper's Δ = 20)."""
+    return sig.signal(image_shape, sig.DELTA if strength is None else strength)
+
+
+def wanet_field(image_shape, strength: float | None = None) -> torch.Tensor:
+    """WaNet's (H, W, 2) warp from the attacker's key at strength s (None: the paper's s = 0.5)."""
+    return wanet.warping_field(image_shape, KEY_SEED, strength=wanet.STRENGTH if strength is None else strength)
+
+
+def trigger_of(attack: str, image_shape, strength: float | None = None) -> callable:
+    """The attack's test-time trigger: x (N, C, H, W) in [0, 1] → triggered copies. `strength` sets SIG's Δ or
+    WaNet's s (None: the paper's; the other attacks have none)."""
     if attack in ("badnets", "pruning-aware", "blind", "label-consistent"):
         return triggers.make("badnets", image_shape).apply
     if attack == "blended":
         return functools.partial(blended.blend, pattern=blended.random_pattern(image_shape, KEY_SEED),
                                  alpha=blended.ALPHA)
     if attack == "sig":
-        return functools.partial(sig.add, v=sig.signal(image_shape))
+        return functools.partial(sig.add, v=sig_signal(image_shape, strength))
     if attack == "wanet":
-        return functools.partial(wanet.warp, field=wanet.warping_field(image_shape, KEY_SEED))
+        return functools.partial(wanet.warp, field=wanet_field(image_shape, strength))
     raise LabkitError(f"unknown attack {attack!r}; choose one of {', '.join(ATTACKS)}")
 
 
@@ -93,8 +104,9 @@ def lc_config(cfg: Config) -> Config:
                                             "poison_fraction": CLEAN_LABEL_FRACTION}, cfg.profile.name)
 
 
-def poisoned_training_set(cfg: Config, ds: data.Dataset):
-    """(x', y', poisoned indices) the attack hands the victim's training; None for the blind attack."""
+def poisoned_training_set(cfg: Config, ds: data.Dataset, strength: float | None = None):
+    """(x', y', poisoned indices) the attack hands the victim's training; None for the blind attack.
+    `strength`: SIG's Δ or WaNet's s (None: the paper's)."""
     x, y, target, seed = ds.x_train, ds.y_train, cfg.target, cfg.seed
     shape = ds.image_shape
     if cfg.attack in ("badnets", "pruning-aware"):
@@ -107,10 +119,10 @@ def poisoned_training_set(cfg: Config, ds: data.Dataset):
         return blended.poison(x, y, pattern=blended.random_pattern(shape, KEY_SEED), alpha=blended.ALPHA,
                               target=target, fraction=POISON_FRACTION, seed=seed)
     if cfg.attack == "sig":
-        return sig.poison(x, y, signal_image=sig.signal(shape), target=target, fraction=CLEAN_LABEL_FRACTION,
-                          seed=seed)
+        return sig.poison(x, y, signal_image=sig_signal(shape, strength), target=target,
+                          fraction=CLEAN_LABEL_FRACTION, seed=seed)
     if cfg.attack == "wanet":
-        x_p, y_p, idx, _ = wanet.poison(x, y, field=wanet.warping_field(shape, KEY_SEED), target=target,
+        x_p, y_p, idx, _ = wanet.poison(x, y, field=wanet_field(shape, strength), target=target,
                                         fraction=POISON_FRACTION, seed=seed)
         return x_p, y_p, idx
     return None

@@ -10,13 +10,11 @@ displacement). Attack success as in the arena: test images not labelled the targ
 """
 from __future__ import annotations
 
-import functools
 import time
 
 from tqdm.auto import tqdm
 
 from labkit import data, models, train
-from labkit.attacks import sig, wanet
 from labkit.experiments import DATASET, SEED, TARGET, Config, Param, register, run
 from labkit.experiments import arena
 from labkit.experiments.badnets import fit
@@ -26,18 +24,12 @@ STRENGTHS = {"sig": (20.0, 40.0, 60.0, 80.0),  # Δ, 0–255 scale; the paper's 
 AMPLIFY = 2.0  # SIG's test-time amplitude, as a multiple of the training amplitude
 
 
-def poisoned_set(attack: str, ds: data.Dataset, strength: float, target: int, seed: int):
-    """(x', y', test-time trigger, amplified test-time trigger or None) for one strength, poisoned as the arena does."""
-    x, y, shape = ds.x_train, ds.y_train, ds.image_shape
-    if attack == "sig":
-        x_p, y_p, _ = sig.poison(x, y, signal_image=sig.signal(shape, strength), target=target,
-                                 fraction=arena.CLEAN_LABEL_FRACTION, seed=seed)
-        loud = min(255.0, AMPLIFY * strength)
-        return (x_p, y_p, functools.partial(sig.add, v=sig.signal(shape, strength)),
-                functools.partial(sig.add, v=sig.signal(shape, loud)))
-    field = wanet.warping_field(shape, arena.KEY_SEED, strength=strength)
-    x_p, y_p, _, _ = wanet.poison(x, y, field=field, target=target, fraction=arena.POISON_FRACTION, seed=seed)
-    return x_p, y_p, functools.partial(wanet.warp, field=field), None
+def poisoned_set(cfg: Config, ds: data.Dataset, strength: float):
+    """(x', y', test-time trigger, amplified test-time trigger or None) at one strength: the arena's own
+    poisoned set and trigger, with SIG tested at AMPLIFY × its amplitude too."""
+    x_p, y_p, _ = arena.poisoned_training_set(cfg, ds, strength)
+    loud = arena.trigger_of("sig", ds.image_shape, min(255.0, AMPLIFY * strength)) if cfg.attack == "sig" else None
+    return x_p, y_p, arena.trigger_of(cfg.attack, ds.image_shape, strength), loud
 
 
 def success(model, ds: data.Dataset, apply, target: int) -> float | None:
@@ -61,7 +53,7 @@ def trigger_strength(cfg: Config) -> dict:
                                "clean_model_rate", "clean_model_rate_amplified")}
     strengths = STRENGTHS[cfg.attack]
     for strength in tqdm(strengths, desc=f"{cfg.attack} strength", **train.progress_kwargs(True)):
-        x_p, y_p, apply, loud = poisoned_set(cfg.attack, ds, strength, cfg.target, cfg.seed)
+        x_p, y_p, apply, loud = poisoned_set(cfg, ds, strength)
         model, _, _ = fit("auto", ds, x_p, y_p, profile=cfg.profile, seed=cfg.seed,
                           desc=f"{cfg.attack} at {strength:g}")
         out["clean_accuracy"].append(train.accuracy(model, ds.x_test, ds.y_test))
