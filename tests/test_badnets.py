@@ -50,3 +50,19 @@ def test_label_probability_picks_each_samples_label():
             return torch.log(torch.tensor([[0.7, 0.2, 0.1]])).expand(len(x), 3)
     probs = filtering.label_probability(Fixed(), torch.zeros(3, 1, 2, 2), torch.tensor([0, 2, 1]))
     assert torch.allclose(probs, torch.tensor([0.7, 0.1, 0.2]))
+
+
+def test_fit_without_its_learning_curve_trains_the_same_weights():
+    """`curve=False` skips the per-epoch test evaluation only: the same seed gives the same model."""
+    from labkit import config, data
+    from labkit.experiments.badnets import fit
+
+    profile = config.profile("ci")
+    ds = data.load("digits", profile=profile)
+    x, y = ds.x_train[:256], ds.y_train[:256]
+    with config.fixed_threads(profile):
+        with_curve, history, _ = fit("auto", ds, x, y, profile=profile, seed=3, epochs=2)
+        without, bare, _ = fit("auto", ds, x, y, profile=profile, seed=3, epochs=2, curve=False)
+    assert "test_accuracy" in history[-1] and "test_accuracy" not in bare[-1]
+    for name, tensor in with_curve.state_dict().items():
+        assert torch.equal(tensor, without.state_dict()[name]), name

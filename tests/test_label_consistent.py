@@ -210,3 +210,15 @@ def test_image_norm_keeps_thesis_epsilon_as_the_same_fraction_of_the_image():
     radius = lc.scale_epsilon(300, "l2", (1, 28, 28), image_norm=9.22)
     assert radius / 9.22 == pytest.approx(300 / lc.REFERENCE_IMAGE_NORM)
     assert lc.scale_epsilon(8, "linf", (1, 28, 28), image_norm=9.22) == pytest.approx(8 / 255)  # ℓ∞ unchanged
+
+
+def test_the_tracked_clean_sample_is_fixed_clean_and_capped():
+    """Fig. 4-1's clean group: a fixed sample of at most TRACKED_CLEAN clean (unpoisoned) indices."""
+    clean = torch.ones(3000, dtype=torch.bool)
+    clean[torch.arange(0, 3000, 7)] = False
+    picked = lcx.tracked_clean(clean, seed=4)
+    assert len(picked) == lcx.TRACKED_CLEAN and len(set(picked.tolist())) == len(picked)
+    assert bool(clean[picked].all()) and torch.equal(picked, lcx.tracked_clean(clean, seed=4))
+    few = torch.zeros(50, dtype=torch.bool)
+    few[:20] = True
+    assert torch.equal(lcx.tracked_clean(few, seed=0), torch.arange(20))

@@ -152,7 +152,8 @@ def arena_attack(cfg: Config) -> dict:
         result = run("blind", profile=profile, **common)
     else:
         x_p, y_p, idx = poisoned_training_set(cfg, ds)
-        model, _, spec = fit("auto", ds, x_p, y_p, profile=cfg.profile, seed=cfg.seed, desc=f"arena {cfg.attack}")
+        model, _, spec = fit("auto", ds, x_p, y_p, profile=cfg.profile, seed=cfg.seed, desc=f"arena {cfg.attack}",
+                                curve=False)
         result = {"model_state": model.state_dict(), "model_spec": spec, "poisoned_indices": idx}
     model = models.from_result(result)
     apply = trigger_of(cfg.attack, ds.image_shape)
@@ -182,7 +183,7 @@ def trusted_model(cfg: Config, ds: data.Dataset):
     def train_trusted() -> dict:
         pick = data.untouched_sample(len(ds.y_train), size, seed)
         model, _, spec = fit("auto", ds, ds.x_train[pick], ds.y_train[pick], profile=profile, seed=seed,
-                             epochs=4 * profile.epochs, desc="trusted model")
+                             epochs=4 * profile.epochs, desc="trusted model", curve=False)
         return {"model_state": model.state_dict(), "model_spec": spec}
     key = {"dataset": cfg.dataset, "seed": seed, "trusted_size": size}
     return models.from_result(cache.memoize("arena-trusted", key, train_trusted, profile=profile, module=__name__))
@@ -201,7 +202,7 @@ def filtered_retrain(cfg: Config, ds: data.Dataset, attacked: dict) -> dict:
                    else activation_clustering.flag(reps, y_p, seed=cfg.seed))
     removed, clean_share = representations.removed_share(flagged, idx)
     model, _, _ = fit("auto", ds, x_p[~flagged], y_p[~flagged], profile=cfg.profile, seed=cfg.seed,
-                      desc=f"arena {cfg.attack} after {cfg.defense}")
+                      desc=f"arena {cfg.attack} after {cfg.defense}", curve=False)
     return {**evaluate(model, ds, trigger_of(cfg.attack, ds.image_shape), cfg.target),
             "removed_poison": removed, "removed_count": int(flagged.sum()), "removed_clean_share": clean_share}
 

@@ -22,13 +22,17 @@ COMMON = {
 
 
 def fit(model_arch: str, ds: data.Dataset, x: torch.Tensor, y: torch.Tensor, *, profile: config.Profile,
-        seed: int, epochs: int | None = None, augment: bool = False, norm: str = "none", desc: str = "train"):
-    """A fresh model of `model_arch` trained on (x, y) with `profile`'s settings: (model, history, spec)."""
+        seed: int, epochs: int | None = None, augment: bool = False, norm: str = "none", desc: str = "train",
+        curve: bool = True):
+    """A fresh model of `model_arch` trained on (x, y) with `profile`'s settings: (model, history, spec).
+    `curve`: test accuracy after every epoch in the history (the learning curve a notebook plots); False when
+    only the model is wanted — the same weights, without an evaluation pass over the test set each epoch."""
     arch = models.default_arch(ds.name) if model_arch == "auto" else model_arch
     model = models.build(arch, ds.image_shape, ds.num_classes, norm, seed=seed)
     history = train.train(model, x, y, epochs=epochs or profile.epochs_for(len(y)), batch_size=profile.batch_size,
                           lr=profile.learning_rate, augment=augment, seed=seed, desc=desc,
-                          device=config.device(profile), eval_sets={"test": (ds.x_test, ds.y_test)})
+                          device=config.device(profile),
+                          eval_sets={"test": (ds.x_test, ds.y_test)} if curve else None)
     return model.cpu(), history, models.spec(arch, ds.image_shape, ds.num_classes, norm)
 
 
@@ -67,7 +71,7 @@ def trusted_label_scores(ds: data.Dataset, x_train: torch.Tensor, y_train: torch
     return (N,) the probability it gives each (possibly poisoned) training sample's label."""
     pick = data.untouched_sample(len(y_train), trusted_size, seed, exclude=exclude)
     model, _, _ = fit("auto", ds, ds.x_train[pick], ds.y_train[pick], profile=profile, seed=seed,
-                      epochs=4 * profile.epochs, desc="trusted model")  # a small set needs more passes
+                      epochs=4 * profile.epochs, desc="trusted model", curve=False)  # a small set needs more passes
     return filtering.label_probability(model, x_train, y_train)
 
 

@@ -214,6 +214,16 @@ def poisoned_set(ds: data.Dataset, cfg: Config):
     return x_p, y_p, idx, hard, trig, info
 
 
+TRACKED_CLEAN = 1000  # clean training images whose loss quartiles Fig. 4-1 follows, epoch by epoch
+
+
+def tracked_clean(clean_mask: torch.Tensor, seed: int, count: int = TRACKED_CLEAN) -> torch.Tensor:
+    """Indices of at most `count` of the True entries of `clean_mask` (N,) bool, a fixed random sample: the
+    clean group's loss quartiles need a thousand losses, not the whole training set's every epoch."""
+    clean = clean_mask.nonzero().squeeze(1)
+    return clean[torch.randperm(len(clean), generator=torch.Generator().manual_seed(seed))[:count]].sort().values
+
+
 def _quartiles(values: torch.Tensor) -> list[float]:
     if len(values) == 0:
         return [float("nan")] * 3
@@ -258,11 +268,12 @@ def label_consistent(cfg: Config) -> dict:
     x_p, y_p, idx, hard, trig, info = poisoned_set(ds, cfg)
     clean_mask = torch.ones(len(y_p), dtype=torch.bool)
     clean_mask[idx] = False
+    tracked = tracked_clean(clean_mask, seed)
     test_other = ds.y_test != target
 
     def track(model, epoch):  # Figure 4-1: per-group loss quartiles, and the backdoor's growth
         row = {}
-        groups = {"clean": (x_p[clean_mask], y_p[clean_mask]), "poisoned": (x_p[idx], y_p[idx]),
+        groups = {"clean": (x_p[tracked], y_p[tracked]), "poisoned": (x_p[idx], y_p[idx]),
                   "poisoned_no_trigger": (hard, y_p[idx])}
         for name, (xg, yg) in groups.items():
             losses = train.per_sample_loss(model, xg, yg) if len(yg) else torch.empty(0)
@@ -276,8 +287,8 @@ def label_consistent(cfg: Config) -> dict:
     model = models.build(arch, ds.image_shape, ds.num_classes, seed=seed)
     epochs = cfg.epochs or prof.epochs_for(len(y_p), cfg.sizes(SIZES)["victim_epochs"])
     history = train.train(model, x_p, y_p, epochs=epochs, batch_size=prof.batch_size, lr=prof.learning_rate,
-                          augment=cfg.augment, seed=seed, device=cfg.device,
-                          eval_sets={"test": (ds.x_test, ds.y_test)}, track=track, desc=f"label-consistent {cfg.method}")
+                          augment=cfg.augment, seed=seed, device=cfg.device, track=track,
+                          desc=f"label-consistent {cfg.method}")
     model = model.cpu()
     delta = (hard - ds.x_train[idx]).flatten(1)
     show = min(8, len(idx))

@@ -73,7 +73,7 @@ def victim_model(cfg: Config, ds: data.Dataset):
     else:
         x, y, _ = poison_many(ds.x_train, ds.y_train, attacks, cfg.poison_fraction, cfg.seed)
         model, _, spec = fit("auto", ds, x, y, profile=cfg.profile, seed=cfg.seed,
-                             desc=f"victim ({cfg.infected_labels} infected)")
+                             desc=f"victim ({cfg.infected_labels} infected)", curve=False)
         return model, spec, attacks
     return models.from_result(r), r["model_spec"], attacks
 

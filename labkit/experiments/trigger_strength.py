@@ -55,7 +55,7 @@ def trigger_strength(cfg: Config) -> dict:
     for strength in tqdm(strengths, desc=f"{cfg.attack} strength", **train.progress_kwargs(True)):
         x_p, y_p, apply, loud = poisoned_set(cfg, ds, strength)
         model, _, _ = fit("auto", ds, x_p, y_p, profile=cfg.profile, seed=cfg.seed,
-                          desc=f"{cfg.attack} at {strength:g}")
+                          desc=f"{cfg.attack} at {strength:g}", curve=False)
         out["clean_accuracy"].append(train.accuracy(model, ds.x_test, ds.y_test))
         out["attack_success_rate"].append(success(model, ds, apply, cfg.target))
         out["attack_success_rate_amplified"].append(success(model, ds, loud, cfg.target))
