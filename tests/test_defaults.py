@@ -104,6 +104,11 @@ def lesson_arena(r):
     assert any(cells[(a, d)].get("attack_success_rate", 0) >= 0.5 for a in planted for d in r["defenses"] if d != "none")
 
 
+def lesson_neural_cleanse_analysis(r):
+    # Table III: the reversed trigger fires the backdoor neurons far above clean inputs, as the original does
+    assert r["reversed_activation"] > 2 * r["clean_activation"] and r["original_activation"] > 2 * r["clean_activation"]
+
+
 def lesson_trigger_strength(r):
     # a faint trigger takes only when made stronger: the strongest setting (amplified at test time where the
     # attack has an amplitude) beats the paper's setting by 10 points
@@ -120,6 +125,7 @@ LESSONS = {
     "fine-pruning-width": lesson_fine_pruning_width, "pruning-curve": lesson_pruning_curve,
     "pruning-aware": lesson_pruning_aware, "label-consistent": lesson_label_consistent,
     "label-consistent-detection": lesson_label_consistent_detection, "neural-cleanse": lesson_neural_cleanse,
+    "neural-cleanse-analysis": lesson_neural_cleanse_analysis,
     "strip": lesson_strip, "strip-entropies": lesson_strip_entropies,
 }
 DOES_NOT_SHOW = {

@@ -375,3 +375,16 @@ def test_last_conv_pruning_stops_when_the_reversed_trigger_stops_working():
     assert out["pruned"][0] == 0 and out["asr_reversed"][0] > 0.9 and out["asr_reversed"] == out["asr_original"]
     assert out["stopped_at"] is None or out["asr_reversed"][out["stopped_at"]] < 0.05
     assert len(out["pruned"]) <= model.conv2.out_channels // 2 + 1
+
+
+def test_the_reversed_trigger_analysis_is_its_own_cached_experiment(tmp_cache):
+    """`neural-cleanse-analysis` (the report's Tables III/V and Fig. 22 rows) computes once, from the cached
+    Neural Cleanse run, and a second call (a warm report) reads it: nothing is recomputed."""
+    first = experiments.run("neural-cleanse-analysis", profile="ci", dataset="digits")
+    before = experiments.computed()
+    again = experiments.run("neural-cleanse-analysis", profile="ci", dataset="digits")
+    assert experiments.computed() == before
+    assert again["mask_iou"] == first["mask_iou"] and 0.0 <= first["mask_iou"] <= 1.0
+    conv = first["conv_pruning"]
+    assert conv["pruned"][0] == 0 and len(conv["pruned"]) == len(conv["asr_original"]) == len(conv["clean_accuracy"])
+    assert "order" not in conv and first["target_label"] == 0

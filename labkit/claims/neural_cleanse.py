@@ -3,13 +3,10 @@ whether the reversed trigger is the real one (pixels, Table III activations, Tab
 unlearning (Table IV)."""
 from __future__ import annotations
 
-from labkit import config, data, models
+from labkit import config
 from labkit.claims import (Claim, Setting, all_of, at_least, at_most, close_to, note, ratio_at_least, register,
                            spread)
-from labkit.defenses import nc_analysis
-from labkit.experiments import neural_cleanse as ncx
 from labkit.experiments import run
-from labkit.triggers import Trigger
 
 THRESHOLD = 2.0  # the paper's anomaly index threshold
 NEURON_FRACTION = 0.05  # "backdoor neurons": the paper's top 1% of a wide layer; 5% of the lab's 128 (7 neurons)
@@ -72,21 +69,15 @@ register(Claim(
 ))
 
 
+def analysis(s: Setting) -> dict:
+    return run("neural-cleanse-analysis", profile=s.profile, dataset=s.dataset, seed=s.seed,
+               neuron_fraction=NEURON_FRACTION)
+
+
 def reversed_vs_original(s: Setting) -> dict:
-    r = infected(s)
-    ds = data.load(s.dataset, profile=s.profile)
-    model = models.from_result(r)
-    target = r["target_label"]
-    found = Trigger(r["masks"][target], r["patterns"][target], 255.0, "reversed")
-    true = Trigger(r["true_masks"][0], r["true_patterns"][0], 255.0, "original")
-    x = ds.x_test[ds.y_test != target][:500]
-    neurons = nc_analysis.backdoor_neurons(model, x, found, NEURON_FRACTION)
-    return {"mask_iou": nc_analysis.mask_iou(r["masks"][target], r["true_masks"][0]),
-            "l1_ratio": float(r["masks"][target].sum() / r["true_masks"][0].sum()),
-            "clean_activation": nc_analysis.mean_activation(model, x, neurons),
-            "reversed_activation": nc_analysis.mean_activation(model, found.apply(x), neurons),
-            "original_activation": nc_analysis.mean_activation(model, true.apply(x), neurons),
-            "neuron_iou": nc_analysis.neuron_iou(model, x, found, true, NEURON_FRACTION)}
+    r = analysis(s)
+    return {key: r[key] for key in ("mask_iou", "l1_ratio", "clean_activation", "reversed_activation",
+                                    "original_activation", "neuron_iou")}
 
 
 register(Claim(
@@ -153,17 +144,10 @@ register(Claim(
 
 def pruning(s: Setting) -> dict:
     """Pruning with the reversed trigger in the second-to-last layer (the experiment's run) and in the last conv
-    layer (computed here from the cached model): at the step where the reversed trigger stops working."""
-    r = infected(s)
-    ds = data.load(s.dataset, profile=s.profile)
-    model = models.from_result(r)
-    target = r["target_label"]
-    found = Trigger(r["masks"][target], r["patterns"][target], 255.0, "reversed")
-    true = Trigger(r["true_masks"][0], r["true_patterns"][0], 255.0, "original")
-    x_clean = ncx.defender_sample(ds, ncx.SIZES.of(s.profile)["samples"], s.seed)  # the experiment's own sample
-    conv = nc_analysis.prune_last_conv(model, x_clean, found, ds.x_test, ds.y_test, true, target)
+    layer (`neural-cleanse-analysis`): at the step where the reversed trigger stops working."""
+    conv = analysis(s)["conv_pruning"]
     out = {}
-    for layer, res in (("fc", r["pruning"]), ("conv", conv)):
+    for layer, res in (("fc", infected(s)["pruning"]), ("conv", conv)):
         at = res["stopped_at"] if res["stopped_at"] is not None else len(res["pruned"]) - 1
         out[f"{layer}_asr"] = res["asr_original"][at]
         out[f"{layer}_drop"] = res["clean_accuracy"][0] - res["clean_accuracy"][at]
