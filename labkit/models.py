@@ -31,6 +31,49 @@ def norm_layer(kind: str, channels: int) -> nn.Module:
     raise LabkitError(f"unknown norm {kind!r}; choose one of {', '.join(NORMS)}")
 
 
+class _MaxPool2x2ViaChannelsLast(torch.autograd.Function):
+    """2x2 max pooling (stride 2) of an NCHW tensor, computed by the channels-last CPU kernel.
+
+    PyTorch's NCHW max-pool kernel is slow on CPU: a lab CNN spends about a third of its MNIST training step
+    in it. On a (64, 32, 28, 28) batch, forward and backward take 3.5 ms there and 1.9 ms through the
+    channels-last kernel, both layout conversions included (2 threads). The
+    two kernels pick the same index in every window (the first maximum in scan order), so this layer returns
+    the same values and indices as `max_pool2d`, and its backward (the NCHW kernel, fed those indices) the
+    same gradients, bit for bit (`tests/test_models.py`).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        out, indices = torch.ops.aten.max_pool2d_with_indices(x.contiguous(memory_format=torch.channels_last),
+                                                               [2, 2], [2, 2])
+        indices = indices.contiguous()
+        ctx.save_for_backward(x, indices)
+        return out.contiguous()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        x, indices = ctx.saved_tensors
+        return torch.ops.aten.max_pool2d_with_indices_backward(grad.contiguous(), x, [2, 2], [2, 2], [0, 0],
+                                                               [1, 1], False, indices)
+
+
+class MaxPool2x2(nn.Module):
+    """`nn.MaxPool2d(2)`, the same numbers, faster on CPU: (N, C, H, W) → (N, C, H/2, W/2), H and W even.
+
+    NCHW tensors on the CPU go through the channels-last kernel (`_MaxPool2x2ViaChannelsLast` when a gradient
+    is wanted, the kernel alone when not); anything else (channels-last input, a GPU, odd sizes) through
+    `max_pool2d` itself.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (x.device.type == "cpu" and x.dim() == 4 and x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0
+                and x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)):
+            return nn.functional.max_pool2d(x, 2)
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _MaxPool2x2ViaChannelsLast.apply(x)
+        return nn.functional.max_pool2d(x.contiguous(memory_format=torch.channels_last), 2).contiguous()
+
+
 class SmallCNN(nn.Module):
     """conv(w) → pool → conv(2w) → pool → fc(hidden) → fc(classes); 3x3 kernels, ReLU.
 
@@ -46,7 +89,7 @@ class SmallCNN(nn.Module):
         self.norm1 = norm_layer(norm, width)
         self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1)
         self.norm2 = norm_layer(norm, 2 * width)
-        self.pool = nn.MaxPool2d(2)
+        self.pool = MaxPool2x2()
         self.fc1 = nn.Linear(2 * width * (image_size // 4) ** 2, hidden)
         self.fc2 = nn.Linear(hidden, num_classes)
 
@@ -170,9 +213,9 @@ class VGGStyle(nn.Module):
         w = width
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, w, 3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(2),
+            MaxPool2x2(),
             nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(2))
+            MaxPool2x2())
         self.fc1 = nn.Linear(2 * w * (image_size // 4) ** 2, 64)
         self.fc2 = nn.Linear(64, num_classes)
 

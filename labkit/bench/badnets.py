@@ -42,3 +42,30 @@ def bench_badnets() -> dict:
         out["run_to_epoch_ratio_ci"] = full / epoch
         out["epochs_per_run_ci"] = prof.epochs
     return out
+
+
+@benchmark("max-pool")
+def bench_max_pool() -> dict:
+    """One MNIST-sized training step (batch 64, 28x28, the lab CNN) with `nn.MaxPool2d(2)` and with
+    `models.MaxPool2x2` (the same numbers through the channels-last kernel): seconds and their ratio."""
+    import torch
+    from torch import nn
+
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(64, 1, 28, 28, generator=gen), torch.randint(0, 10, (64,), generator=gen)
+    steps = {}
+    for name, layer in (("max_pool2d", nn.MaxPool2d(2)), ("max_pool_2x2", models.MaxPool2x2())):
+        model = models.SmallCNN(image_size=28)
+        model.pool = layer
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+
+        def step(model=model, opt=opt):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+        step()
+        steps[name] = step
+    out = {f"step_seconds_{name}": seconds(lambda s=s: [s() for _ in range(20)], repeat=5) / 20
+           for name, s in steps.items()}
+    out["max_pool_2x2_speedup"] = out["step_seconds_max_pool2d"] / out["step_seconds_max_pool_2x2"]
+    return out
