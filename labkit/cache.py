@@ -15,6 +15,7 @@ as corrupt: a warning, then it is deleted and recomputed, never fatal.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -138,18 +139,46 @@ def memoize(name: str, cfg: dict, compute: Callable[[], dict], *, profile: "str 
     if cached is not None:
         return cached
     ensure_writable(path.parent)  # before the work, not after it
-    with config.fixed_threads(prof):
-        result = compute()
-    try:
-        write(path, name, result)
-    except OSError as error:
-        raise not_writable(path.parent, error) from None
+    with computing(path):
+        cached = read(path, name, required)  # another process may have computed it while we waited
+        if cached is not None:
+            return cached
+        with config.fixed_threads(prof):
+            result = compute()
+        try:
+            write(path, name, result)
+        except OSError as error:
+            raise not_writable(path.parent, error) from None
     return result
 
 
+@contextlib.contextmanager
+def computing(path: Path):
+    """Hold an exclusive lock on `<entry>.lock` while the entry at `path` is computed: a second process that
+    wants the same entry (a `reproduce --jobs 2` worker, a sweep) waits, then reads it instead of computing it
+    again. Where file locks are unavailable (no `fcntl`, a file system without `flock`), no lock: both compute,
+    and the atomic write still leaves one whole entry."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path.with_suffix(".lock"), "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            locked = True
+        except OSError:
+            locked = False
+        try:
+            yield
+        finally:
+            if locked:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def clear(profile_name: str | None = None) -> int:
-    """Delete cached entries (of one profile, or all) and the temporary files of interrupted writes;
-    returns how many entries were removed."""
+    """Delete cached entries (of one profile, or all), the temporary files of interrupted writes and the
+    entries' lock files; returns how many entries were removed."""
     root = paths.cache_dir()
     folders = [root / profile_name] if profile_name else [p for p in root.glob("*") if p.is_dir()]
     removed = 0
@@ -157,7 +186,7 @@ def clear(profile_name: str | None = None) -> int:
         if not folder.is_dir():
             continue
         for item in folder.iterdir():
-            if item.suffix == ".tmp" and item.is_file():
+            if item.suffix in (".tmp", ".lock") and item.is_file():
                 item.unlink(missing_ok=True)
             elif item.suffix == ".pt" and item.is_file():
                 item.unlink(missing_ok=True)
