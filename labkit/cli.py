@@ -249,6 +249,11 @@ def cmd_reproduce(args) -> None:
 
     profile = args.reproduce_profile or config.profile_name()
     papers = args.papers.split(",") if args.papers else None
+    threads, cores = config.threads(profile), os.cpu_count() or 1
+    if args.jobs > 1 and args.jobs * threads > cores:
+        print(f"labkit: note: {args.jobs} jobs x {threads} threads each oversubscribe {cores} cores; every run keeps "
+              f"{threads} threads so its numbers match a sequential run's (LABKIT_THREADS={max(1, cores // args.jobs)} "
+              f"fits them, with that thread count's numbers)", file=sys.stderr)
     result = report.build(args.dataset, profile, args.out, jobs=args.jobs, papers=papers)
     counts = {v: sum(r["verdict"] == v for r in result["claims"]) for v in ("holds", "differs", "not run")}
     width = max(len(r["id"]) for r in result["claims"])
@@ -323,7 +328,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", dest="reproduce_profile", choices=("ci", "lab", "paper"), help="profile to measure in")
     p.add_argument("--out", default=None, help="output folder (default: data/reports/<dataset>-<profile>)")
     p.add_argument("--jobs", type=positive_int, default=1,
-                   help="claims evaluated at once, in processes (each keeps the profile's thread count)")
+                   help="processes measuring the claims' seeds at once, each with the sequential run's thread count "
+                        "(LABKIT_THREADS=1 --jobs 2 uses 2 cores best)")
     p.add_argument("--papers", default=None, metavar="P1,P2",
                    help="only these papers' rows, comma-separated (default: all): badnets, label-consistent, dpsgd, "
                         "certified, neural-cleanse, fine-pruning, strip, blind")

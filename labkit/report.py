@@ -49,16 +49,27 @@ def _evaluate_one(job: tuple[str, str, str, tuple[int, ...]]) -> dict:
     return {**row, "seconds": round(time.perf_counter() - start, 2)}
 
 
+def _measure_one(job: tuple[str, str, str, int]) -> tuple[dict, str, float]:
+    """One seed of one claim, in a worker process: (values, reason not run, seconds)."""
+    claim_id, dataset, profile, seed = job
+    start = time.perf_counter()
+    values, not_run = claims.measure_seed(claims.get(claim_id), dataset, profile, seed)
+    return values, not_run, time.perf_counter() - start
+
+
 def evaluate_all(dataset: str, profile: str, seeds: Sequence[int] | None = None, *, papers: Sequence[str] | None = None,
                  jobs: int = 1, progress: bool = True, on_row=None) -> list[dict]:
     """Every claim's row (of `papers`, default all) in definition order; a progress bar over claims.
-    `jobs` > 1 evaluates claims in that many processes (each with the profile's thread count);
-    `on_row(rows so far)` is called after each claim (the report writes its partial claims.json there)."""
+    `jobs` > 1 measures the (claim, seed) pairs in that many processes, each with the thread count a
+    sequential run uses (`LABKIT_THREADS`, else the profile's), so the numbers do not depend on `jobs`; pairs
+    are handed out in order, so the workers mostly measure different seeds of a claim, and an experiment two
+    of them need at once is computed by one while the other waits on the cache (`cache.computing`).
+    `on_row(rows so far)` is called after each claim (the report writes its partial claims.json there); a
+    row's `seconds` is the time its seeds took, summed over workers when `jobs` > 1."""
     data.check_name(dataset)
     seeds = tuple(seeds if seeds is not None else config.profile(profile).seeds)
     chosen = [c for c in claims.all_claims() if papers is None or c.paper in papers]
-    jobs_list = [(c.id, dataset, profile, seeds) for c in chosen]
-    bar = tqdm(total=len(jobs_list), desc=f"reproduce {dataset}-{profile}", disable=not progress or None)
+    bar = tqdm(total=len(chosen), desc=f"reproduce {dataset}-{profile}", disable=not progress or None)
     rows: list[dict] = []
 
     def add(row: dict) -> None:
@@ -68,13 +79,19 @@ def evaluate_all(dataset: str, profile: str, seeds: Sequence[int] | None = None,
             on_row(rows)
     try:
         if jobs == 1:
-            for job in jobs_list:
-                bar.set_postfix_str(job[0])
-                add(_evaluate_one(job))
+            for claim in chosen:
+                bar.set_postfix_str(claim.id)
+                add(_evaluate_one((claim.id, dataset, profile, seeds)))
         else:
+            pairs = [(c.id, dataset, profile, seed) for c in chosen for seed in seeds]
             with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-                for row in pool.map(_evaluate_one, jobs_list):
-                    add(row)
+                measured = iter(pool.map(_measure_one, pairs))
+                for claim in chosen:
+                    per_seed = [next(measured) for _ in seeds]
+                    not_run = next((reason for _, reason, _ in per_seed if reason), "")
+                    values = {} if not_run else claims.gather([v for v, _, _ in per_seed])
+                    add({**claims.row(claim, seeds, values, not_run),
+                         "seconds": round(sum(t for _, _, t in per_seed), 2)})
     finally:
         bar.close()
     return rows

@@ -103,3 +103,15 @@ def test_papers_limits_the_report_to_their_rows_and_says_so(built, tmp_path):
     assert [r["id"] for r in result["claims"]] == [c.id for c in claims.all_claims() if c.paper in ("badnets", "strip")]
     index = (tmp_path / "index.md").read_text(encoding="utf-8")
     assert "Only these papers' rows: badnets, strip." in index and "--papers badnets,strip" in index
+
+
+def test_two_jobs_measure_the_seeds_in_two_processes_and_give_the_sequential_rows(built, tmp_path):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LABKIT_CACHE_DIR", str(tmp_path / "cold-cache"))  # the workers compute, they do not read `built`'s
+        mp.setenv("TQDM_DISABLE", "1")
+        rows = report.evaluate_all("digits", "ci", papers=["badnets"], jobs=2, progress=False)
+    sequential = [r for r in json.loads((built / "claims.json").read_text(encoding="utf-8"))["claims"]
+                  if r["paper"] == "badnets"]
+    assert [(r["id"], r["values"], r["verdict"], r["lab_value"]) for r in rows] == \
+        [(r["id"], r["values"], r["verdict"], r["lab_value"]) for r in sequential]
+    assert all(r["seconds"] > 0 for r in rows)

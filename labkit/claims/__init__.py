@@ -213,24 +213,45 @@ def get(claim_id: str) -> Claim:
     return _CLAIMS[claim_id]
 
 
-def measure_seeds(claim: Claim, dataset: str, profile: str, seeds: Sequence[int]) -> tuple[dict, str]:
-    """({name: [value per seed]}, reason it was not run or ''), measuring `claim` on each seed."""
+def measure_seed(claim: Claim, dataset: str, profile: str, seed: int) -> tuple[dict, str]:
+    """({name: value} for one seed, reason it was not run or ''): `claim.measure` at that seed."""
     if dataset not in claim.datasets:
         return {}, f"applies to {', '.join(claim.datasets)}"
-    values: dict[str, list[float]] = {}
     try:
-        for seed in seeds:
-            for key, value in claim.measure(Setting(dataset, profile, seed)).items():
-                values.setdefault(key, []).append(float(value))
+        return {key: float(value) for key, value in claim.measure(Setting(dataset, profile, seed)).items()}, ""
     except DataMissingError as error:
         return {}, str(error)
-    return values, ""
+
+
+def measure_seeds(claim: Claim, dataset: str, profile: str, seeds: Sequence[int]) -> tuple[dict, str]:
+    """({name: [value per seed]}, reason it was not run or ''), measuring `claim` on each seed."""
+    per_seed = []
+    for seed in seeds:
+        measured, not_run = measure_seed(claim, dataset, profile, seed)
+        if not_run:
+            return {}, not_run
+        per_seed.append(measured)
+    return gather(per_seed), ""
+
+
+def gather(per_seed: Sequence[Mapping[str, float]]) -> dict[str, list[float]]:
+    """[{name: value} per seed] → {name: [value per seed]}."""
+    values: dict[str, list[float]] = {}
+    for measured in per_seed:
+        for key, value in measured.items():
+            values.setdefault(key, []).append(value)
+    return values
 
 
 def evaluate(claim: Claim, dataset: str, profile: str, seeds: Sequence[int]) -> dict:
     """The claim's report row: id, paper, notebook, claim, paper_value, lab_value, criterion, verdict, plus
     `values` (per seed), `seeds`, `why` (the known reason for a difference, or why it was not run)."""
     values, not_run = measure_seeds(claim, dataset, profile, seeds)
+    return row(claim, seeds, values, not_run)
+
+
+def row(claim: Claim, seeds: Sequence[int], values: Values, not_run: str = "") -> dict:
+    """The report row of `claim` from its per-seed `values` (empty, with `not_run` saying why, when not run)."""
     result = verdict(claim.criterion, values)
     return {
         "id": claim.id, "paper": claim.paper, "notebook": claim.notebook, "claim": claim.claim,
