@@ -56,9 +56,10 @@ site: $(STAMP)
 	$(VENV)/bin/labkit site --profile $(or $(PROFILE),lab)
 
 # The reproduction report: make reproduce DATASET=mnist PROFILE=lab → data/reports/mnist-lab/index.md (claims.json,
-# figures); every paper's claims with the paper's value, ours (mean ± std over the profile's seeds) and a verdict
+# figures); every paper's claims with the paper's value, ours (mean ± std over the profile's seeds) and a verdict.
+# On 2 cores: make reproduce DATASET=mnist JOBS=2 THREADS=1 (two one-thread processes: the fastest there).
 reproduce: $(STAMP)
-	$(VENV)/bin/labkit reproduce --dataset $(or $(DATASET),digits) --profile $(or $(PROFILE),lab) $(if $(JOBS),--jobs $(JOBS),)
+	$(if $(THREADS),LABKIT_THREADS=$(THREADS) ,)$(VENV)/bin/labkit reproduce --dataset $(or $(DATASET),digits) --profile $(or $(PROFILE),lab) $(if $(JOBS),--jobs $(JOBS),)
 
 clean-cache:
 	rm -rf data/cache
