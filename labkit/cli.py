@@ -164,10 +164,7 @@ def cmd_sweep(args) -> None:
 
         from labkit import config
 
-        threads, cores = config.threads(), os.cpu_count() or 1
-        if args.jobs * threads > cores:
-            print(f"labkit: note: {args.jobs} jobs x {threads} threads each oversubscribe {cores} cores; every run "
-                  f"keeps {threads} threads so its cached result matches a sequential run's", file=sys.stderr)
+        note_oversubscription(args.jobs, config.threads())
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             results = list(pool.map(_sweep_worker, [(args.experiment, cfg) for cfg in configs]))
     if args.json:
@@ -244,16 +241,22 @@ def cmd_site(args) -> None:
         raise LabkitError(f"the site was built, but {', '.join(failed)} stopped with an error (see its page)")
 
 
+def note_oversubscription(jobs: int, threads: int) -> None:
+    """Say on stderr when `jobs` processes of `threads` torch threads each oversubscribe this machine's cores."""
+    cores = os.cpu_count() or 1
+    if jobs * threads > cores:
+        print(f"labkit: note: {jobs} jobs x {threads} threads each oversubscribe {cores} cores; every run keeps "
+              f"{threads} threads so its cached result matches a sequential run's (LABKIT_THREADS="
+              f"{max(1, cores // jobs)} fits them, with that thread count's numbers)", file=sys.stderr)
+
+
 def cmd_reproduce(args) -> None:
     from labkit import config, report
 
     profile = args.reproduce_profile or config.profile_name()
     papers = args.papers.split(",") if args.papers else None
-    threads, cores = config.threads(profile), os.cpu_count() or 1
-    if args.jobs > 1 and args.jobs * threads > cores:
-        print(f"labkit: note: {args.jobs} jobs x {threads} threads each oversubscribe {cores} cores; every run keeps "
-              f"{threads} threads so its numbers match a sequential run's (LABKIT_THREADS={max(1, cores // args.jobs)} "
-              f"fits them, with that thread count's numbers)", file=sys.stderr)
+    if args.jobs > 1:
+        note_oversubscription(args.jobs, config.threads(profile))
     result = report.build(args.dataset, profile, args.out, jobs=args.jobs, papers=papers)
     counts = {v: sum(r["verdict"] == v for r in result["claims"]) for v in ("holds", "differs", "not run")}
     width = max(len(r["id"]) for r in result["claims"])

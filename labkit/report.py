@@ -11,6 +11,7 @@ notebooks' closing tables.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import time
@@ -42,13 +43,6 @@ def check_papers(papers: Sequence[str] | None) -> list[str]:
     return [p for p in known if p in papers]
 
 
-def _evaluate_one(job: tuple[str, str, str, tuple[int, ...]]) -> dict:
-    claim_id, dataset, profile, seeds = job
-    start = time.perf_counter()
-    row = claims.evaluate(claims.get(claim_id), dataset, profile, seeds)
-    return {**row, "seconds": round(time.perf_counter() - start, 2)}
-
-
 def _measure_one(job: tuple[str, str, str, int]) -> tuple[dict, str, float]:
     """One seed of one claim, in a worker process: (values, reason not run, seconds)."""
     claim_id, dataset, profile, seed = job
@@ -77,21 +71,21 @@ def evaluate_all(dataset: str, profile: str, seeds: Sequence[int] | None = None,
         bar.update()
         if on_row is not None:
             on_row(rows)
+    pairs = [(c.id, dataset, profile, seed) for c in chosen for seed in seeds]
     try:
-        if jobs == 1:
+        with contextlib.ExitStack() as stack:
+            if jobs == 1:
+                measured = map(_measure_one, pairs)  # lazily, one pair at a time, in this process
+            else:
+                pool = stack.enter_context(ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")))
+                measured = pool.map(_measure_one, pairs)
             for claim in chosen:
                 bar.set_postfix_str(claim.id)
-                add(_evaluate_one((claim.id, dataset, profile, seeds)))
-        else:
-            pairs = [(c.id, dataset, profile, seed) for c in chosen for seed in seeds]
-            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-                measured = iter(pool.map(_measure_one, pairs))
-                for claim in chosen:
-                    per_seed = [next(measured) for _ in seeds]
-                    not_run = next((reason for _, reason, _ in per_seed if reason), "")
-                    values = {} if not_run else claims.gather([v for v, _, _ in per_seed])
-                    add({**claims.row(claim, seeds, values, not_run),
-                         "seconds": round(sum(t for _, _, t in per_seed), 2)})
+                per_seed = [next(measured) for _ in seeds]
+                not_run = next((reason for _, reason, _ in per_seed if reason), "")
+                values = {} if not_run else claims.gather([v for v, _, _ in per_seed])
+                add({**claims.row(claim, seeds, values, not_run),
+                     "seconds": round(sum(t for _, _, t in per_seed), 2)})
     finally:
         bar.close()
     return rows
