@@ -17,7 +17,11 @@ from tqdm.auto import tqdm
 from labkit import config
 from labkit.seed import generator, seed_everything
 
-EVAL_BATCH = 1024
+# Forward passes without batch statistics (eval mode) run EVAL_BATCH images at a time: each image's output
+# depends on that image alone, so any chunk size gives the same numbers bit for bit (tests/test_train.py), and on
+# the CPU 64-image chunks keep the activations in cache — 2,000 MNIST images through the lab CNN take 0.17–0.21 s
+# in chunks of 64 against 0.87 s in chunks of 1,024 (one thread; `labkit bench eval-batch`).
+EVAL_BATCH = 64
 
 
 def progress_kwargs(progress: bool) -> dict:
@@ -152,6 +156,15 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, ba
     return run_epochs(model, opt, shuffled, epochs=epochs, device=device, scheduler=scheduler, loss_fn=loss_fn,
                       batch_transform=batch_transform, after_backward=after_backward, eval_sets=eval_sets,
                       track=track, progress=progress, desc=desc)
+
+
+def forward_in_chunks(model: nn.Module, x: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+    """`model(x)` for x (N, ...) on the model's device, `batch_size` rows at a time, concatenated: the same
+    numbers as one pass for a model in eval mode (no batch statistics), with autograd flowing through
+    (input gradients of Neural Cleanse and PGD), faster on the CPU (see EVAL_BATCH)."""
+    if model.training and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise ValueError("forward_in_chunks needs the model in eval mode: BatchNorm's batch statistics span chunks")
+    return torch.cat([model(xb) for xb in x.split(batch_size)])
 
 
 @torch.no_grad()

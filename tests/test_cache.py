@@ -151,7 +151,7 @@ def test_restyling_plots_or_editing_docstrings_and_comments_keeps_every_cached_m
     train_py = root / "train.py"
     text = train_py.read_text()
     text = text.replace('"""Train `model` in place', '"""Train the given `model` in place', 1)  # a docstring
-    text = text.replace("EVAL_BATCH = 1024", "EVAL_BATCH = 1024  # a comment", 1)
+    text = text.replace("EVAL_BATCH = 64", "EVAL_BATCH = 64  # a comment", 1)
     train_py.write_text(text)
     assert {m: _fingerprint(m, root) for m in before} == before
 
@@ -161,7 +161,7 @@ def test_editing_the_training_loop_invalidates_every_model_that_uses_it(tmp_path
     before = {m: _fingerprint(m, root) for m in ("labkit.experiments.badnets", "labkit.experiments.neural_cleanse",
                                                  "labkit.experiments.blind")}
     train_py = root / "train.py"
-    train_py.write_text(train_py.read_text().replace("EVAL_BATCH = 1024", "EVAL_BATCH = 512", 1))
+    train_py.write_text(train_py.read_text().replace("EVAL_BATCH = 64", "EVAL_BATCH = 32", 1))
     after = {m: _fingerprint(m, root) for m in before}
     assert all(after[m] != before[m] for m in before)
 

@@ -114,3 +114,42 @@ def test_backward_is_called_only_by_the_training_loop_and_the_algorithms_that_ar
     assert callers == ["attacks/blind.py", "attacks/latent.py", "defenses/neural_cleanse.py", "train.py"]
     assert (package / "train.py").read_text().count(".backward()") == 1  # in run_epochs alone
     assert "loss.backward()" not in (package / "attacks" / "blind.py").read_text().split('"""', 2)[2]
+
+
+def _eval_models():
+    """The lab's image classifiers, in eval mode, on MNIST-sized input."""
+    torch.manual_seed(0)
+    return {"small-cnn": models.SmallCNN(image_size=28), "small-cnn-group": models.SmallCNN(image_size=28, norm="group"),
+            "small-cnn-batch": models.SmallCNN(image_size=28, norm="batch"), "vgg": models.VGGStyle(1, 10, 28),
+            "resnet": models.ResNet(1, 10)}
+
+
+@pytest.mark.parametrize("name", list(_eval_models()))
+def test_evaluating_in_chunks_gives_one_pass_s_logits_bit_for_bit(name):
+    """EVAL_BATCH may be small for speed because each image's logits depend on that image alone: chunks of 64,
+    of 100 (a ragged last chunk) and one pass of all 300 images give the same bits."""
+    model = _eval_models()[name].eval()
+    x = torch.rand(300, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    one_pass = train.logits(model, x, batch_size=len(x))
+    assert torch.equal(train.logits(model, x), one_pass)
+    assert torch.equal(train.logits(model, x, batch_size=100), one_pass)
+    assert torch.equal(train.forward_in_chunks(model, x).detach(), one_pass)
+
+
+def test_input_gradients_through_chunks_are_one_pass_s_bit_for_bit():
+    """Neural Cleanse and PGD take gradients with respect to the input through `forward_in_chunks`."""
+    model = models.SmallCNN(image_size=28).eval().requires_grad_(False)
+    gen = torch.Generator().manual_seed(2)
+    x, y = torch.rand(320, 1, 28, 28, generator=gen), torch.randint(0, 10, (320,), generator=gen)
+
+    def input_gradient(forward):
+        xg = x.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(torch.nn.functional.cross_entropy(forward(xg), y, reduction="sum"), xg)
+        return grad
+    assert torch.equal(input_gradient(lambda v: train.forward_in_chunks(model, v)), input_gradient(model))
+
+
+def test_chunked_forward_refuses_a_batchnorm_model_in_training_mode():
+    model = models.SmallCNN(image_size=28, norm="batch").train()
+    with pytest.raises(ValueError, match="eval mode"):
+        train.forward_in_chunks(model, torch.rand(4, 1, 28, 28))

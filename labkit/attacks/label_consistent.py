@@ -36,7 +36,7 @@ from torch import nn
 from labkit.errors import LabkitError
 from labkit.models import VGGStyle  # noqa: F401 — the surrogate lives with the other models
 from labkit.seed import generator
-from labkit.train import train
+from labkit.train import forward_in_chunks, train
 from labkit.triggers import Trigger
 
 NORMS = ("l2", "linf")
@@ -115,7 +115,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str, epsilo
             delta = (xb + delta).clamp(0, 1) - xb
         for _ in range(steps):
             delta.requires_grad_(True)
-            loss = F.cross_entropy(model(xb + delta), yb, reduction="sum")
+            loss = F.cross_entropy(forward_in_chunks(model, xb + delta), yb, reduction="sum")
             (grad,) = torch.autograd.grad(loss, delta)
             with torch.no_grad():
                 delta = project(delta + alpha * _ascent_direction(grad, norm), norm, epsilon)

@@ -69,3 +69,17 @@ def bench_max_pool() -> dict:
            for name, s in steps.items()}
     out["max_pool_2x2_speedup"] = out["step_seconds_max_pool2d"] / out["step_seconds_max_pool_2x2"]
     return out
+
+
+@benchmark("eval-batch")
+def bench_eval_batch() -> dict:
+    """Logits of 2,000 MNIST-sized images (the lab CNN, eval mode) in chunks of 1,024 (the old EVAL_BATCH) and
+    of `train.EVAL_BATCH`: seconds and their ratio (the logits are the same bits either way)."""
+    import torch
+
+    model = models.SmallCNN(image_size=28).eval()
+    x = torch.rand(2000, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    out = {f"logits_seconds_batch_{size}": seconds(lambda size=size: train.logits(model, x, batch_size=size), repeat=5)
+           for size in (1024, train.EVAL_BATCH)}
+    out["eval_batch_speedup"] = out["logits_seconds_batch_1024"] / out[f"logits_seconds_batch_{train.EVAL_BATCH}"]
+    return out

@@ -22,11 +22,11 @@ from torch import nn
 
 from labkit.errors import LabkitError
 from labkit.seed import generator
-from labkit.train import train
+from labkit.train import EVAL_BATCH, train
 
 
 @torch.no_grad()
-def embeddings(model, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+def embeddings(model, x: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
     """(N, D) second-to-last-layer activations, on CPU."""
     model.eval()
     device = next(model.parameters()).device

@@ -31,7 +31,7 @@ from labkit.errors import LabkitError
 from labkit.metrics import anomaly_index, flag_small_outliers
 from labkit.seed import generator
 from labkit.triggers import from_unit, stamp, to_unit
-from labkit.train import progress_kwargs
+from labkit.train import EVAL_BATCH, forward_in_chunks, progress_kwargs
 
 MODES = ("batched", "per-label")
 
@@ -156,7 +156,7 @@ def _optimise(model, x: torch.Tensor, labels: list[int], mask_raw: torch.Tensor,
             xb = x[idx].to(device)
             masks, patterns = to_unit(mask_raw[rows]), to_unit(pattern_raw[rows])
             stamped = stamp(xb, masks, patterns)  # (A, B, C, H, W): one forward pass for all labels
-            out = model(stamped.flatten(0, 1)).view(len(active), len(idx), -1)
+            out = forward_in_chunks(model, stamped.flatten(0, 1)).view(len(active), len(idx), -1)
             wanted = targets[rows][:, None].expand(-1, len(idx))
             ce = F.cross_entropy(out.flatten(0, 1), wanted.flatten(), reduction="none").view(len(active), -1).mean(1)
             l1 = masks.abs().sum(dim=(1, 2))
@@ -241,7 +241,7 @@ def trigger_success(model, x: torch.Tensor, masks: torch.Tensor, patterns: torch
     rates = []
     for mask, pattern, label in zip(masks, patterns, labels):
         stamped = stamp(x, mask[None], pattern[None])[0]
-        pred = torch.cat([model(xb.to(device)).argmax(1).cpu() for xb in stamped.split(1024)])
+        pred = torch.cat([model(xb.to(device)).argmax(1).cpu() for xb in stamped.split(EVAL_BATCH)])
         rates.append(float((pred == label).float().mean()))
     return torch.tensor(rates)
 

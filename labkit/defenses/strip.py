@@ -17,9 +17,10 @@ import torch
 from labkit.errors import LabkitError
 from labkit.metrics import frr_far
 from labkit.seed import generator
+from labkit.train import forward_in_chunks
 
 METHODS = ("normal", "quantile")
-MAX_COPIES_PER_PASS = 8192  # images in one forward pass: inputs per chunk = this // n (at least 1)
+MAX_COPIES_PER_PASS = 8192  # copies superimposed at once: inputs per chunk = this // n (at least 1)
 
 
 def superimpose(x: torch.Tensor, overlays: torch.Tensor) -> torch.Tensor:
@@ -51,8 +52,8 @@ def overlay_indices(count: int, holdout_size: int, n: int, seed: int) -> torch.T
 def entropy_scores(model, x: torch.Tensor, x_holdout: torch.Tensor, n: int = 100, seed: int = 0) -> torch.Tensor:
     """(N,) STRIP entropy (bits) of each input `x` (N, C, H, W) against held-out clean images `x_holdout`.
 
-    Each input gets `n` copies superimposed with random held-out images; every copy of a chunk
-    of inputs goes through the model in one batched forward pass. Low entropy = suspicious.
+    Each input gets `n` copies superimposed with random held-out images; the copies of a chunk of inputs
+    go through the model `train.EVAL_BATCH` at a time. Low entropy = suspicious.
     """
     if n < 1:
         raise LabkitError(f"n (perturbed copies per input) must be an int in [1, 100000], got {n}")
@@ -65,7 +66,7 @@ def entropy_scores(model, x: torch.Tensor, x_holdout: torch.Tensor, n: int = 100
         xb = x[start:start + chunk].to(device)
         overlays = x_holdout[picks[start:start + chunk]].to(device)  # (B, n, C, H, W)
         copies = superimpose(xb, overlays)
-        logits = model(copies.flatten(0, 1))  # one forward pass for all B·n copies
+        logits = forward_in_chunks(model, copies.flatten(0, 1))  # all B·n copies, EVAL_BATCH at a time
         out.append(mean_entropy(logits.softmax(-1).view(len(xb), n, -1)).float().cpu())
     return torch.cat(out) if out else torch.empty(0)
 
