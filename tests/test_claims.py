@@ -70,6 +70,17 @@ def test_evaluate_measures_every_seed_and_fills_the_row():
     assert claims.evaluate(_synthetic(lambda s: {"x": 0.1}), "digits", "ci", [0])["why"] == "a known reason"
 
 
+def test_a_why_that_quotes_numbers_quotes_this_run_s_own():
+    """A `why` may be a function of the row's per-seed values: a fixed text would quote another run's numbers."""
+    from dataclasses import replace
+
+    claim = replace(_synthetic(lambda s: {"x": 0.1 + 0.2 * s.seed}),
+                    why=lambda v: f"x stays low: {claims.per_seed(v['x'])} on the seeds")
+    assert claims.evaluate(claim, "digits", "ci", [0, 1])["why"] == "x stays low: 10% and 30% on the seeds"
+    assert claims.evaluate(claim, "digits", "ci", [2])["why"] == ""  # 50%: holds, nothing to explain
+    assert claims.per_seed([0.5, 0.25, 0.125], ".2f") == "0.50, 0.25 and 0.12"
+
+
 def test_a_claim_off_its_datasets_or_without_its_data_is_not_run():
     row = claims.evaluate(_synthetic(lambda s: {"x": 1.0}), "mnist", "ci", [0])
     assert (row["verdict"], row["lab_value"], row["why"]) == ("not run", "—", "applies to digits")

@@ -138,7 +138,9 @@ class Setting:
 class Claim:
     """One claim of one paper. `measure(setting)` returns one seed's numbers (fractions for rates);
     `show(values)` formats them for the table (default: each value as mean ± std over seeds); `datasets`
-    are those the claim applies to; `why` explains a known difference from the paper (report text)."""
+    are those the claim applies to; `why` explains a known difference from the paper (report text): a string,
+    or `why(values)` when the explanation quotes this run's own numbers (they move with dataset, profile and
+    thread count, so a fixed text would quote another run's)."""
 
     id: str
     paper: str
@@ -149,17 +151,27 @@ class Claim:
     criterion: Criterion
     show: Callable[[Values], str] | None = None
     datasets: tuple[str, ...] = ("digits", "mnist", "fashion-mnist")
-    why: str = ""
+    why: str | Callable[[Values], str] = ""
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.paper not in PAPERS:
             raise LabkitError(f"claim {self.id!r}: unknown paper {self.paper!r}; choose one of {', '.join(PAPERS)}")
 
+    def explain(self, values: Values) -> str:
+        """The known reason for a difference, with this run's numbers where `why` quotes them."""
+        return self.why(values) if callable(self.why) else self.why
+
     def lab_value(self, values: Values) -> str:
         if self.show is not None:
             return self.show(values)
         return "; ".join(f"{k} {spread(seq)}" for k, seq in values.items())
+
+
+def per_seed(seq: Sequence[float], form: str = ".0%") -> str:
+    """Each seed's value: '57% and 86%' (three seeds: '57%, 86% and 90%'); `form` is a format spec."""
+    shown = [format(value, form) for value in seq]
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
 
 
 def spread(seq: Sequence[float], percent: bool = True, decimals: int = 2) -> str:
@@ -259,5 +271,5 @@ def row(claim: Claim, seeds: Sequence[int], values: Values, not_run: str = "") -
         "lab_value": claim.lab_value(values) if values else "—",
         "criterion": claim.criterion.text, "verdict": result,
         "values": values, "seeds": list(seeds),
-        "why": not_run if result == "not run" else (claim.why if result == "differs" else ""),
+        "why": not_run if result == "not run" else (claim.explain(values) if result == "differs" else ""),
     }

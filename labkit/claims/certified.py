@@ -76,10 +76,12 @@ register(Claim(
     paper_value="data-dependent defense much more vulnerable: the attack exceeds the oracle bound (IMDB 12% → 23% error at 3%)",
     measure=data_dependent, datasets=("digits", "mnist"),
     criterion=ordered("data_dependent_attack_loss", "oracle_bound", strict=[True]),
-    why="on the 1-vs-7 pair the data-dependent attack reaches the oracle's bound but does not pass it (MNIST, lab: "
-        "loss 0.0523 vs bound 0.0533 at ε = 0.1, test error 1.8%): with 10% poison the centroids estimated from the "
-        "poisoned data leave the attacker no more room than the oracle's. The paper's striking case is IMDB "
-        "(sparse text, 12% → 23% error); the lab has no text dataset",
+    why=lambda v: (
+        f"on the 1-vs-7 pair the data-dependent attack reaches the oracle's bound but does not pass it (loss "
+        f"{mean(v['data_dependent_attack_loss']):.4f} vs bound {mean(v['oracle_bound']):.4f} at ε = "
+        f"{DATA_DEPENDENT_EPSILON:g}, test error {mean(v['data_dependent_test_error']):.1%}): with 10% poison the "
+        f"centroids estimated from the poisoned data leave the attacker no more room than the oracle's. The paper's "
+        f"striking case is IMDB (sparse text, 12% → 23% error); the lab has no text dataset"),
     show=lambda v: (f"ε = {DATA_DEPENDENT_EPSILON:g}: attack loss {spread(v['data_dependent_attack_loss'], False, 3)} vs oracle bound "
                     f"{spread(v['oracle_bound'], False, 3)}; test error {spread(v['data_dependent_test_error'])}"),
 ))

@@ -3,8 +3,8 @@ and the 'x' trigger, from scratch and with frozen pretrained layers; the σ swee
 Opacus' MNIST example."""
 from __future__ import annotations
 
-from labkit.claims import (Claim, Criterion, Setting, all_of, close_to, exceeds_by, mean, note, ordered, register,
-                           spread)
+from labkit.claims import (Claim, Criterion, Setting, all_of, close_to, exceeds_by, mean, note, ordered, per_seed,
+                           register, spread)
 from labkit.defenses import dpsgd as dp
 from labkit.experiments import run
 
@@ -35,18 +35,43 @@ def _show(v) -> str:
             f"accuracy {spread(v['accuracy_sigma0'])} → {spread(v['accuracy_sigma1'])}")
 
 
+# Measured, MNIST lab, seeds 0 and 1, four-corner at 3%, σ = 1: the same runs with two torch threads and with one.
+THREAD_SENSITIVITY = ("DP-SGD's attack success at σ = 1 moves by tens of points between runs that differ only in float "
+                      "summation order: on MNIST (lab) the four-corner backdoor at 3% kept 57% and 86% with two torch "
+                      "threads and 96% and 96% with one, on the same seeds")
+
+
+def _four_corner_why(v) -> str:
+    return (f"σ = 1 lowers the four-corner backdoor, but not by half its points: {mean(v['asr_sigma0']):.0%} → "
+            f"{per_seed(v['asr_sigma1'])} on the seeds, while accuracy falls {mean(v['accuracy_sigma0']):.1%} → "
+            f"{mean(v['accuracy_sigma1']):.1%} under the profile's DP budget (at most 600 lots in `lab`: 8 epochs "
+            f"of 10,000 MNIST images, 30 of the bundled digits). The weaker 'x' trigger does fall (its row). The "
+            f"full-amplitude 36-pixel four-corner pattern at 3% is a signal the clipped, noised gradients still "
+            f"carry, and {THREAD_SENSITIVITY}. The thesis' 92% → 20% is a frozen pretrained ResNet on CIFAR-10")
+
+
+def _accuracy_cost_why(v) -> str:
+    cost = mean(v["accuracy_sigma0"]) - mean(v["accuracy_sigma1"])
+    return (f"from scratch σ = 1 costs {cost * 100:.1f} points here ({mean(v['accuracy_sigma0']):.1%} → "
+            f"{mean(v['accuracy_sigma1']):.1%}) under the profile's DP budget (at most 600 lots in `lab`). The "
+            f"thesis' 7.6-point cost is its frozen procedure, whose cost the frozen row shows")
+
+
+def _frozen_why(v) -> str:
+    return (f"with the conv layers frozen from a clean public 30% and only fc1 + fc2 trained under noise, accuracy "
+            f"holds ({mean(v['accuracy_sigma1']):.1%} at σ = 1) and so does the corner backdoor "
+            f"({mean(v['asr_sigma0']):.0%} → {per_seed(v['asr_sigma1'])} on the seeds): the last two layers still "
+            f"learn to map the bright four-corner pattern to the target at σ = 1. The thesis' frozen ResNet on "
+            f"CIFAR-10 lost most of it (92% → 20%)")
+
+
 register(Claim(
     id="dpsgd-four-corner", paper="dpsgd", notebook="03",
     claim="DP-SGD with σ = 1 cuts the four-corner backdoor's success by more than half its points",
     paper_value="1,500 poisoned (3%): ASR 92% → 20% at σ = 1 (thesis §5.4, Fig. 5-1)",
     measure=lambda s: sigma_pair(s, trigger="four-corner"),
     criterion=exceeds_by("asr_sigma0", "asr_sigma1", 0.5), show=_show,
-    why="σ = 1 lowers the four-corner backdoor, but not by half its points: MNIST (lab) 100% → 72% (seeds 57% "
-        "and 86%), digits (lab) 100% → 64%, while accuracy falls 98.3% → 64.6% (MNIST: 8 DP epochs under the "
-        "profile's 600-lot cap) and 98.9% → 80.4% (digits: 30 epochs). The σ sweep row shows the ASR falling "
-        "steadily with σ, and the weaker 'x' trigger does fall (to 3.5% and 3.8%): the full-amplitude 36-pixel "
-        "four-corner pattern at 3% is a signal the clipped, noised gradients still carry. The thesis' 92% → 20% "
-        "is a frozen pretrained ResNet on CIFAR-10",
+    why=_four_corner_why,
 ))
 
 register(Claim(
@@ -55,9 +80,7 @@ register(Claim(
     paper_value="accuracy 78.5% → 70.9% at σ = 1 (thesis §5.4)",
     measure=lambda s: sigma_pair(s, trigger="four-corner"),
     criterion=close_to("accuracy_sigma1", "accuracy_sigma0", 0.15), show=_show,
-    why="from scratch the cost is 34 points on MNIST (lab: 98.3% → 64.6%, 8 DP epochs under the 600-lot cap) "
-        "and 18.5 on digits (98.9% → 80.4%, 30 epochs). The thesis' 7.6-point cost is its frozen procedure: the "
-        "frozen row costs 12.5 points on MNIST and 10 on digits, inside this row's 15",
+    why=_accuracy_cost_why,
 ))
 
 register(Claim(
@@ -74,14 +97,12 @@ register(Claim(
     paper_value="the thesis' numbers above are this procedure's (§7.10: pretrained, then DP-SGD on the last layers)",
     measure=lambda s: sigma_pair(s, trigger="four-corner", procedure="frozen"),
     criterion=exceeds_by("asr_sigma0", "asr_sigma1", 0.5), show=_show,
-    why="with the conv layers frozen from a clean public 30% and only fc1 + fc2 trained under noise, accuracy "
-        "holds (MNIST 85.8%, digits 88.4%) and so does the corner backdoor (MNIST 99.5% → 88%, digits 97% → 86%): "
-        "the last two layers still learn to map the bright four-corner pattern to the target at σ = 1. The "
-        "thesis' frozen ResNet on CIFAR-10 lost most of it (92% → 20%)",
+    why=_frozen_why,
 ))
 
 
 SWEEP_SIGMAS = (0.0, 1 / 3, 2 / 3, 1.0)  # the thesis' noise multipliers (§5.4)
+SIGMA_NAMES = dict(zip(SWEEP_SIGMAS, ("0", "⅓", "⅔", "1")))
 SWEEP_POISON = (0.01, 0.03)  # 1% and 3% of the training set (the thesis' 500 and 1,500 images)
 SETTINGS = {"four-corner": dict(trigger="four-corner"), "x": dict(trigger="x"),
             "frozen": dict(trigger="four-corner", procedure="frozen")}
@@ -114,6 +135,18 @@ def _sweep_holds(v, tolerance: float = 0.02) -> bool:
     return lower and falling
 
 
+def _sweep_why(v, tolerance: float = 0.02) -> str:
+    def m(*key):
+        return mean(v[sweep_key(*key)])
+    found = [f"{name} {f:.0%}: σ = 1 leaves {m(name, f, 1.0):.0%} against {m(name, f, 0.0):.0%} at σ = 0"
+             for name in SETTINGS for f in SWEEP_POISON if not m(name, f, 1.0) < m(name, f, 0.0)]
+    found += [f"four-corner {f:.0%}: {m('four-corner', f, a):.0%} at σ = {SIGMA_NAMES[a]} → "
+              f"{m('four-corner', f, b):.0%} at σ = {SIGMA_NAMES[b]}" for f in SWEEP_POISON for a, b in zip(SWEEP_SIGMAS, SWEEP_SIGMAS[1:])
+              if m("four-corner", f, b) > m("four-corner", f, a) + tolerance]
+    return (f"where the curve does not fall — {'; '.join(found)}; every other step holds. {THREAD_SENSITIVITY}, "
+            f"so two seeds cannot resolve a rise of a few points")
+
+
 def _show_sweep(v) -> str:
     def curve(f):
         return " → ".join(f"{mean(v[sweep_key('four-corner', f, sg)]):.0%}" for sg in SWEEP_SIGMAS)
@@ -131,7 +164,7 @@ register(Claim(
     measure=sigma_sweep,
     criterion=Criterion("ASR(σ = 1) < ASR(σ = 0) in all 6 settings, and the four-corner curve never rises by more "
                         "than 2 points from one σ to the next (means over seeds)", _sweep_holds),
-    show=_show_sweep,
+    show=_show_sweep, why=_sweep_why,
 ))
 
 

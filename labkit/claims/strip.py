@@ -1,7 +1,7 @@
 """STRIP's claims (notebook 06): FAR at a preset FRR of 1% with Gao et al.'s N = 100 copies and the report's N = 10."""
 from __future__ import annotations
 
-from labkit.claims import Claim, Setting, at_most, below, note, register, spread
+from labkit.claims import Claim, Setting, at_most, below, mean, note, per_seed, register, spread
 from labkit.experiments import run
 
 FRR = 0.01
@@ -15,8 +15,10 @@ prediction entropy scored; the threshold is set on the defender's clean images o
 
 def screened(s: Setting, n: int) -> dict:
     r = run("strip", profile=s.profile, dataset=s.dataset, seed=s.seed, frr=FRR, n=n)
+    calibration = r["calibration_entropies"]
     return {"far": r["far"], "frr": r["frr"], "clean_entropy": r["benign_mean_entropy"],
-            "trojan_entropy": r["trojan_mean_entropy"]}
+            "trojan_entropy": r["trojan_mean_entropy"], "threshold": r["threshold"],
+            "calibration_std": float(calibration.std()), "trojan_max": float(r["trojan_entropies"].max())}
 
 
 def _show(n: int):
@@ -36,8 +38,10 @@ register(Claim(
     claim="with only N = 10 copies STRIP still screens triggered inputs (FAR ≤ the report's 8.99%)",
     paper_value="N = 10: FRR 7.37%, FAR 8.99% (report Table 5, a fixed entropy boundary of 0.5)",
     measure=lambda s: screened(s, 10), criterion=at_most("far", 0.0899), show=_show(10),
-    why="measured on MNIST (lab): with N = 10 the clean calibration entropies spread wider (std 0.24 and 0.27 "
-        "bits around 0.49 and 0.57; N = 100: 0.17 and 0.20), so the normal fit's 1% quantile — Gao et al.'s rule "
-        "for a preset FRR — falls below zero (−0.054, −0.057) and nothing is rejected: FAR 100% although every "
-        "triggered input's entropy is ≤ 0.10 bits. The report's Table 5 used a fixed boundary of 0.5 bits instead",
+    why=lambda v: (
+        f"with N = 10 the clean calibration entropies spread wide (std {per_seed(v['calibration_std'], '.2f')} bits on "
+        f"the seeds; the N = 100 row's are narrower), so the normal fit's 1% quantile — Gao et al.'s rule for a preset "
+        f"FRR — lands at {per_seed(v['threshold'], '.3f')} bits, and only inputs below it are flagged: FAR "
+        f"{per_seed(v['far'])} although no triggered input's entropy exceeds {max(v['trojan_max']):.2f} bits. The "
+        f"report's Table 5 used a fixed boundary of 0.5 bits instead"),
 ))
