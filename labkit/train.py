@@ -17,11 +17,22 @@ from tqdm.auto import tqdm
 from labkit import config
 from labkit.seed import generator, seed_everything
 
-# Forward passes without batch statistics (eval mode) run EVAL_BATCH images at a time: each image's output
-# depends on that image alone, so any chunk size gives the same numbers bit for bit (tests/test_train.py), and on
-# the CPU 64-image chunks keep the activations in cache — 2,000 MNIST images through the lab CNN take 0.17–0.21 s
-# in chunks of 64 against 0.87 s in chunks of 1,024 (one thread; `labkit bench eval-batch`).
+# Forward passes without batch statistics (eval mode) run EVAL_BATCH images at a time: on the CPU 64-image chunks
+# keep the activations in cache — 2,000 MNIST images through the lab CNN take 0.17–0.21 s in chunks of 64 against
+# 0.87 s in chunks of 1,024 (one thread; `labkit bench eval-batch`). Each image's output is the same bits in any
+# batch of at least SMALLEST_CHUNK images, but oneDNN takes other kernels for a few images (batches of 1–3 on one
+# thread; 1–3, 5–7 and 9–11 on two), so a short last chunk joins the one before it (tests/test_train.py).
 EVAL_BATCH = 64
+SMALLEST_CHUNK = 16
+
+
+def chunks(x: torch.Tensor, size: int = EVAL_BATCH) -> list[torch.Tensor]:
+    """`x` split along its first dimension into pieces of `size` rows, a last piece of fewer than SMALLEST_CHUNK
+    rows joined to the one before it (so every piece of a long `x` has at least SMALLEST_CHUNK rows)."""
+    pieces = list(x.split(size))
+    if len(pieces) > 1 and len(pieces[-1]) < SMALLEST_CHUNK:
+        pieces[-2:] = [torch.cat(pieces[-2:])]
+    return pieces
 
 
 def progress_kwargs(progress: bool) -> dict:
@@ -164,7 +175,7 @@ def forward_in_chunks(model: nn.Module, x: torch.Tensor, batch_size: int = EVAL_
     (input gradients of Neural Cleanse and PGD), faster on the CPU (see EVAL_BATCH)."""
     if model.training and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         raise ValueError("forward_in_chunks needs the model in eval mode: BatchNorm's batch statistics span chunks")
-    return torch.cat([model(xb) for xb in x.split(batch_size)])
+    return torch.cat([model(xb) for xb in chunks(x, batch_size)])
 
 
 @torch.no_grad()
@@ -172,7 +183,7 @@ def logits(model: nn.Module, x: torch.Tensor, batch_size: int = EVAL_BATCH) -> t
     """(N, classes) logits on CPU, computed in eval mode in batches on the model's device."""
     model.eval()
     device = next(model.parameters()).device
-    return torch.cat([model(xb.to(device)).cpu() for xb in x.split(batch_size)]) if len(x) else torch.empty(0)
+    return torch.cat([model(xb.to(device)).cpu() for xb in chunks(x, batch_size)]) if len(x) else torch.empty(0)
 
 
 def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

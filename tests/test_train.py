@@ -124,23 +124,39 @@ def _eval_models():
             "resnet": models.ResNet(1, 10)}
 
 
+@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
+def threads(request):
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("name", list(_eval_models()))
-def test_evaluating_in_chunks_gives_one_pass_s_logits_bit_for_bit(name):
-    """EVAL_BATCH may be small for speed because each image's logits depend on that image alone: chunks of 64,
-    of 100 (a ragged last chunk) and one pass of all 300 images give the same bits."""
+@pytest.mark.parametrize("count", [300, 65, 70, 130])
+def test_evaluating_in_chunks_gives_one_pass_s_logits_bit_for_bit(name, count, threads):
+    """EVAL_BATCH may be small for speed because each image's logits depend on that image alone — in batches of
+    SMALLEST_CHUNK or more: 65, 70 and 130 images would leave a last chunk of 1, 6 or 2, which oneDNN computes with
+    other kernels, so it joins the chunk before it."""
     model = _eval_models()[name].eval()
-    x = torch.rand(300, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    x = torch.rand(count, 1, 28, 28, generator=torch.Generator().manual_seed(1))
     one_pass = train.logits(model, x, batch_size=len(x))
     assert torch.equal(train.logits(model, x), one_pass)
     assert torch.equal(train.logits(model, x, batch_size=100), one_pass)
     assert torch.equal(train.forward_in_chunks(model, x).detach(), one_pass)
 
 
-def test_input_gradients_through_chunks_are_one_pass_s_bit_for_bit():
+def test_a_short_last_chunk_joins_the_one_before_it():
+    sizes = [[len(c) for c in train.chunks(torch.zeros(n))] for n in (10, 64, 65, 79, 80, 130)]
+    assert sizes == [[10], [64], [65], [79], [64, 16], [64, 66]]
+
+
+@pytest.mark.parametrize("count", [320, 70])
+def test_input_gradients_through_chunks_are_one_pass_s_bit_for_bit(count, threads):
     """Neural Cleanse and PGD take gradients with respect to the input through `forward_in_chunks`."""
     model = models.SmallCNN(image_size=28).eval().requires_grad_(False)
     gen = torch.Generator().manual_seed(2)
-    x, y = torch.rand(320, 1, 28, 28, generator=gen), torch.randint(0, 10, (320,), generator=gen)
+    x, y = torch.rand(count, 1, 28, 28, generator=gen), torch.randint(0, 10, (count,), generator=gen)
 
     def input_gradient(forward):
         xg = x.clone().requires_grad_(True)

@@ -52,29 +52,38 @@ def width_sweep(s: Setting) -> dict:
             out[f"{stage}_{width}"] = r[f"{stage}_attack_success_rate"]
         out[f"accuracy_{width}"] = r["fine_pruned_clean_accuracy"]
         out[f"dormant_{width}"] = r["dormant_channels"]
+        out[f"victim_accuracy_{width}"] = r["original_clean_accuracy"]
     out["widest"] = out[f"fine_pruned_{max(widths)}"]
     return out
 
 
-COLLAPSED = 0.5  # a fine-pruned model below this clean accuracy is no defense, whatever its attack success
+COLLAPSED = 0.5  # a model below this clean accuracy is no defense (or no victim), whatever its attack success
 
 
 def _widths_why(v) -> str:
     widths = sorted({int(k.rsplit("_", 1)[1]) for k in v if k.startswith("fine_pruned_")})
 
-    def after(w):
-        return per_seed(v[f"fine_pruned_{w}"]) + "".join(
-            f" (a fine-pruned model collapsed to {acc:.1%} accuracy: no removal)"
-            for acc in v[f"accuracy_{w}"] if acc < COLLAPSED)
-    narrow, wide = widths[0], widths[-1]
-    trend = "worse" if mean(v[f"fine_pruned_{wide}"]) > mean(v[f"fine_pruned_{narrow}"]) else "no better"
+    def learned(w) -> list[bool]:  # seeds whose victim and fine-pruned model both classify (a defense to judge)
+        return [min(a, b) >= COLLAPSED for a, b in zip(v[f"victim_accuracy_{w}"], v[f"accuracy_{w}"])]
+
+    def after(w) -> str:
+        notes = [f"a victim that never learned: {a:.1%} accuracy before pruning" if a < COLLAPSED else
+                 f"a fine-pruned model at {b:.1%} accuracy: no removal"
+                 for a, b, ok in zip(v[f"victim_accuracy_{w}"], v[f"accuracy_{w}"], learned(w)) if not ok]
+        return per_seed(v[f"fine_pruned_{w}"]) + "".join(f" ({note})" for note in notes)
+
+    def judged(w) -> float:
+        kept = [asr for asr, ok in zip(v[f"fine_pruned_{w}"], learned(w)) if ok]
+        return mean(kept) if kept else float("nan")
+    gain = judged(widths[0]) - judged(widths[-1])  # attack success the widest victim's fine-pruning removes in addition
+    trend = "worse" if gain < -0.05 else "no better" if gain <= 0.05 else "better, but not enough,"
     floor = min(a for w in widths for a in v[f"pruned_{w}"])
     dormant = ", ".join(f"{mean(v[f'dormant_{w}']):.0f} of {2 * w}" for w in widths)
     return (f"fine-pruning works {trend} with more channels — attack success after pruning + fine-tuning: "
             + "; ".join(f"{2 * w} channels {after(w)}" for w in widths)
-            + f". Pruning alone leaves ≥ {floor:.0%} at every width, while the dormant channels on clean data grow "
-            f"({dormant}). So the paper's premise, a backdoor in channels that clean inputs leave dormant, does not "
-            f"hold for this small CNN: more width gives more dormant channels, and the backdoor is not in them")
+            + f". Pruning alone leaves ≥ {floor:.0%} at every width; dormant channels on clean data: {dormant}. The "
+            f"paper's premise is a backdoor in channels that clean inputs leave dormant: where width adds dormant "
+            f"channels and pruning them leaves the backdoor, it is not in them")
 
 
 def _show_widths(v) -> str:

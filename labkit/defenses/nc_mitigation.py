@@ -22,7 +22,7 @@ from torch import nn
 
 from labkit.errors import LabkitError
 from labkit.seed import generator
-from labkit.train import EVAL_BATCH, train
+from labkit.train import EVAL_BATCH, chunks, train
 
 
 @torch.no_grad()
@@ -30,7 +30,7 @@ def embeddings(model, x: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Te
     """(N, D) second-to-last-layer activations, on CPU."""
     model.eval()
     device = next(model.parameters()).device
-    return torch.cat([model.embed(xb.to(device)).cpu() for xb in x.split(batch_size)])
+    return torch.cat([model.embed(xb.to(device)).cpu() for xb in chunks(x, batch_size)])
 
 
 def rank_neurons(model, x_clean: torch.Tensor, trigger) -> tuple[torch.Tensor, torch.Tensor]:

@@ -31,7 +31,7 @@ from labkit.errors import LabkitError
 from labkit.metrics import anomaly_index, flag_small_outliers
 from labkit.seed import generator
 from labkit.triggers import from_unit, stamp, to_unit
-from labkit.train import EVAL_BATCH, forward_in_chunks, progress_kwargs
+from labkit.train import chunks, forward_in_chunks, progress_kwargs
 
 MODES = ("batched", "per-label")
 
@@ -241,7 +241,7 @@ def trigger_success(model, x: torch.Tensor, masks: torch.Tensor, patterns: torch
     rates = []
     for mask, pattern, label in zip(masks, patterns, labels):
         stamped = stamp(x, mask[None], pattern[None])[0]
-        pred = torch.cat([model(xb.to(device)).argmax(1).cpu() for xb in stamped.split(EVAL_BATCH)])
+        pred = torch.cat([model(xb.to(device)).argmax(1).cpu() for xb in chunks(stamped)])
         rates.append(float((pred == label).float().mean()))
     return torch.tensor(rates)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from labkit.train import EVAL_BATCH
+from labkit.train import EVAL_BATCH, chunks
 
 
 @torch.no_grad()
@@ -17,7 +17,7 @@ def embeddings(model: nn.Module, x: torch.Tensor, batch_size: int = EVAL_BATCH) 
     device = next(model.parameters()).device
     if not len(x):
         return torch.empty(0)
-    return torch.cat([model.embed(xb.to(device)).flatten(1).cpu() for xb in x.split(batch_size)])
+    return torch.cat([model.embed(xb.to(device)).flatten(1).cpu() for xb in chunks(x, batch_size)])
 
 
 def by_class(labels: torch.Tensor) -> dict[int, torch.Tensor]:
