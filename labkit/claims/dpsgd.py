@@ -126,25 +126,23 @@ def sigma_sweep(s: Setting) -> dict:
     return out
 
 
-def _sweep_holds(v, tolerance: float = 0.02) -> bool:
-    def m(*key):
-        return mean(v[sweep_key(*key)])
-    lower = all(m(setting, f, 1.0) < m(setting, f, 0.0) for setting in SETTINGS for f in SWEEP_POISON)
-    falling = all(m("four-corner", f, b) <= m("four-corner", f, a) + tolerance
-                  for f in SWEEP_POISON for a, b in zip(SWEEP_SIGMAS, SWEEP_SIGMAS[1:]))
-    return lower and falling
-
-
-def _sweep_why(v, tolerance: float = 0.02) -> str:
+def _sweep_failures(v, tolerance: float = 0.02) -> list[str]:
+    """The steps where the sweep does not fall (means over seeds): a setting whose σ = 1 is not below its σ = 0,
+    and a four-corner σ step that rises by more than `tolerance`. Empty when the claim holds."""
     def m(*key):
         return mean(v[sweep_key(*key)])
     found = [f"{name} {f:.0%}: σ = 1 leaves {m(name, f, 1.0):.0%} against {m(name, f, 0.0):.0%} at σ = 0"
              for name in SETTINGS for f in SWEEP_POISON if not m(name, f, 1.0) < m(name, f, 0.0)]
     found += [f"four-corner {f:.0%}: {m('four-corner', f, a):.0%} at σ = {SIGMA_NAMES[a]} → "
-              f"{m('four-corner', f, b):.0%} at σ = {SIGMA_NAMES[b]}" for f in SWEEP_POISON for a, b in zip(SWEEP_SIGMAS, SWEEP_SIGMAS[1:])
+              f"{m('four-corner', f, b):.0%} at σ = {SIGMA_NAMES[b]}"
+              for f in SWEEP_POISON for a, b in zip(SWEEP_SIGMAS, SWEEP_SIGMAS[1:])
               if m("four-corner", f, b) > m("four-corner", f, a) + tolerance]
-    return (f"where the curve does not fall — {'; '.join(found)}; every other step holds. {THREAD_SENSITIVITY}, "
-            f"so two seeds cannot resolve a rise of a few points")
+    return found
+
+
+def _sweep_why(v) -> str:
+    return (f"where the curve does not fall — {'; '.join(_sweep_failures(v))}; every other step holds. "
+            f"{THREAD_SENSITIVITY}, so two seeds cannot resolve a rise of a few points")
 
 
 def _show_sweep(v) -> str:
@@ -163,7 +161,7 @@ register(Claim(
                 "but a lower natural accuracy' (thesis §5.4–5.5, Figs. 5-1, 5-2)",
     measure=sigma_sweep,
     criterion=Criterion("ASR(σ = 1) < ASR(σ = 0) in all 6 settings, and the four-corner curve never rises by more "
-                        "than 2 points from one σ to the next (means over seeds)", _sweep_holds),
+                        "than 2 points from one σ to the next (means over seeds)", lambda v: not _sweep_failures(v)),
     show=_show_sweep, why=_sweep_why,
 ))
 

@@ -57,11 +57,16 @@ def width_sweep(s: Setting) -> dict:
     return out
 
 
+def _widths(v) -> list[int]:
+    """The swept `width` knobs (the last conv layer has 2 × width channels), from the row's keys."""
+    return sorted({int(k.rsplit("_", 1)[1]) for k in v if k.startswith("fine_pruned_")})
+
+
 COLLAPSED = 0.5  # a model below this clean accuracy is no defense (or no victim), whatever its attack success
 
 
 def _widths_why(v) -> str:
-    widths = sorted({int(k.rsplit("_", 1)[1]) for k in v if k.startswith("fine_pruned_")})
+    widths = _widths(v)
 
     def learned(w) -> list[bool]:  # seeds whose victim and fine-pruned model both classify (a defense to judge)
         return [min(a, b) >= COLLAPSED for a, b in zip(v[f"victim_accuracy_{w}"], v[f"accuracy_{w}"])]
@@ -87,7 +92,7 @@ def _widths_why(v) -> str:
 
 
 def _show_widths(v) -> str:
-    widths = sorted({int(k.rsplit("_", 1)[1]) for k in v if k.startswith("fine_pruned_")})
+    widths = _widths(v)
     return "; ".join(f"{2 * w} channels: prune {spread(v[f'pruned_{w}'])}, tune {spread(v[f'finetuned_{w}'])}, "
                      f"both {spread(v[f'fine_pruned_{w}'])}" for w in widths)
 
